@@ -1,0 +1,160 @@
+"""Command line: `loadbench run | report | sim`; exit codes; the only place uvloop is installed."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import traceback
+from pathlib import Path
+
+from . import __version__
+from .errors import ConfigError
+
+EXIT_OK = 0
+EXIT_SLO_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INVALID_RUN = 3
+EXIT_INTERRUPTED = 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="loadbench",
+        description="Open-loop load and quality benchmark for OpenAI-compatible LLM deployments.",
+    )
+    p.add_argument("--version", action="version", version=f"loadbench {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for unexpected errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="replay a scenario's eval set against its candidates")
+    run.add_argument("scenario", help="scenario YAML file")
+    run.add_argument("--out", help="directory for run directories (default: the scenario's output.dir)")
+    run.add_argument("--rate", type=float, help="override load.rate_qps")
+    run.add_argument("--duration", type=float, help="override load.duration_s (clears load.requests)")
+    run.add_argument("--requests", type=int, help="override load.requests (clears load.duration_s)")
+    run.add_argument("--candidate", action="append", default=[], metavar="NAME", help="run only this candidate (repeatable)")
+    run.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="override any scenario field, e.g. load.seed=7")
+    run.add_argument("--quiet", action="store_true", help="no live progress lines")
+    run.add_argument("--json", action="store_true", help="print summary.json instead of the table")
+
+    rep = sub.add_parser("report", help="rebuild summary.json and the table from a run's results.jsonl")
+    rep.add_argument("run_dir")
+    rep.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    sim = sub.add_parser("sim", help="serve the built-in simulated OpenAI-compatible endpoint on 127.0.0.1")
+    sim.add_argument("--port", type=int, default=8800)
+    sim.add_argument("--profile", default="small-fast")
+    sim.add_argument("--dataset", help="eval set the simulator answers (JSONL)")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+
+    sub.add_parser("profiles", help="list the simulator profiles")
+    return p
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; keep running without it
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .engine import dumps, execute, resolve
+    from .report import comparison_table
+    from .scenario import load_scenario
+
+    overrides = list(args.set)
+    if args.rate is not None:
+        overrides.append(f"load.rate_qps={args.rate}")
+    if args.duration is not None:
+        overrides += [f"load.duration_s={args.duration}", "load.requests=null"]
+    if args.requests is not None:
+        overrides += [f"load.requests={args.requests}", "load.duration_s=null"]
+    scenario, scenario_dir = load_scenario(args.scenario, overrides)
+    resolved = resolve(scenario, args.scenario, scenario_dir, args.candidate or None)
+    # A relative output.dir is relative to where loadbench runs, like any CLI's output path.
+    out_root = Path(args.out or scenario.output.dir)
+
+    result = asyncio.run(execute(resolved, out_root=out_root, quiet=args.quiet))
+    if args.json:
+        print(dumps(result.summary))
+    else:
+        print()
+        print(comparison_table(result.summary))
+        print(f"\nrun directory: {result.run_dir}  (summary.json, results.jsonl, histograms.hlog)")
+    if result.outcome.stop_reason.startswith("stopped by"):
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .engine import dumps
+    from .files import write_json_atomic
+    from .rebuild import rebuild_summary
+    from .report import comparison_table
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError.single(args.run_dir, "not a directory")
+    rebuilt = rebuild_summary(run_dir)
+    for line, problem in rebuilt.skipped:
+        print(f"{run_dir / 'results.jsonl'}:{line}: skipped: {problem}", file=sys.stderr)
+    write_json_atomic(run_dir / "summary.json", rebuilt.summary)
+    if args.json:
+        print(dumps(rebuilt.summary))
+    else:
+        print(comparison_table(rebuilt.summary))
+        print(f"\nrebuilt from {rebuilt.records} records; wrote {run_dir / 'summary.json'}")
+    return EXIT_OK
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    from .sim_model import PROFILES
+    from .simulator import serve
+
+    if args.profile not in PROFILES:
+        raise ConfigError.single("--profile", f"unknown profile {args.profile!r}; known: {', '.join(PROFILES)}")
+    dataset = Path(args.dataset) if args.dataset else None
+    try:
+        asyncio.run(serve(args.profile, args.port, dataset, args.seed, args.host))
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
+def _cmd_profiles(_args: argparse.Namespace) -> int:
+    from .sim_model import PROFILES
+
+    for p in PROFILES.values():
+        print(f"{p.name:<16} slots={p.slots:<6} accuracy={p.accuracy:.2f}  ${p.input_per_mtok}/{p.output_per_mtok} per Mtok  {p.description}")
+    return EXIT_OK
+
+
+COMMANDS = {"run": _cmd_run, "report": _cmd_report, "sim": _cmd_sim, "profiles": _cmd_profiles}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    _install_uvloop()
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as err:
+        for problem in err.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("\nloadbench: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # an unexpected failure: a short message, the traceback only on request
+        if args.debug:
+            traceback.print_exc()
+        else:
+            print(f"loadbench: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
+        return 70

@@ -1,0 +1,166 @@
+"""Eval sets: JSONL records (Inspect / OpenAI-evals field names), validated line by line."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError, Problem, format_loc
+
+MAX_PROBLEMS = 25
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+
+
+class RequestOverlay(BaseModel):
+    """Per-item request fields merged over the candidate's `request` settings."""
+
+    model_config = ConfigDict(extra="forbid")
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0)
+    top_p: float | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+
+
+class Item(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    id: str | None = None
+    input: str | list[Message]
+    target: str | list[str] | None = Field(None, validation_alias="target")
+    ideal: str | list[str] | None = None
+    choices: list[str] | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    request: RequestOverlay = Field(default_factory=RequestOverlay)
+    expected_tool_calls: list[dict[str, Any]] | None = None
+    expect_no_tool_call: bool = False
+    assert_: list[dict[str, Any] | str] | None = Field(None, alias="assert")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _coerce_id(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("id"), int) and not isinstance(data["id"], bool):
+            data = {**data, "id": str(data["id"])}
+        return data
+
+    @model_validator(mode="after")
+    def _ideal_alias(self) -> Item:
+        if self.ideal is not None:
+            if self.target is not None:
+                raise ValueError("give target or ideal (its alias), not both")
+            self.target = self.ideal
+            self.ideal = None
+        if isinstance(self.input, str) and not self.input.strip():
+            raise ValueError("input is empty")
+        if isinstance(self.input, list) and not self.input:
+            raise ValueError("input has no messages")
+        return self
+
+    @property
+    def tags(self) -> list[str]:
+        tags = self.metadata.get("tags") or []
+        return [str(t) for t in tags] if isinstance(tags, list) else [str(tags)]
+
+    def messages(self) -> list[dict[str, Any]]:
+        if isinstance(self.input, str):
+            return [{"role": "user", "content": self.input}]
+        return [m.model_dump(exclude_none=True) for m in self.input]
+
+    def prompt_text(self) -> str:
+        """The input flattened to one string (completions API, length buckets, estimates)."""
+        if isinstance(self.input, str):
+            return self.input
+        parts = []
+        for m in self.input:
+            content = m.content if isinstance(m.content, str) else orjson.dumps(m.content).decode()
+            parts.append(f"{m.role}: {content}" if content else f"{m.role}:")
+        return "\n".join(parts)
+
+    def last_user_text(self) -> str:
+        if isinstance(self.input, str):
+            return self.input
+        for m in reversed(self.input):
+            if m.role == "user" and isinstance(m.content, str):
+                return m.content
+        return self.prompt_text()
+
+
+def stable_id(raw_input: Any) -> str:
+    return "item-" + hashlib.sha1(orjson.dumps(raw_input, option=orjson.OPT_SORT_KEYS)).hexdigest()[:12]
+
+
+def load_dataset(path: Path, shown: str | None = None) -> list[Item]:
+    """Parse and validate every line; raise ConfigError listing all problems."""
+    shown = shown or str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError.single(shown, "dataset file not found") from None
+    except IsADirectoryError:
+        raise ConfigError.single(shown, "dataset path is a directory, expected a .jsonl file") from None
+    except OSError as exc:
+        raise ConfigError.single(shown, f"cannot read dataset: {exc.strerror}") from None
+
+    items: list[Item] = []
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    lines = raw.split(b"\n")
+    for lineno, line in enumerate(lines, start=1):
+        if len(problems) >= MAX_PROBLEMS:
+            problems.append(Problem(shown, None, "", f"stopped after {MAX_PROBLEMS} problems"))
+            break
+        if not line.strip():
+            continue
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problems.append(Problem(shown, lineno, "", f"not valid UTF-8 (byte {exc.start + 1})"))
+            continue
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            truncated = lineno == len(lines) and not raw.endswith(b"\n")
+            hint = " (the line looks truncated)" if truncated or "unexpected end" in str(exc).lower() else ""
+            problems.append(Problem(shown, lineno, "", f"not valid JSON{hint}: {exc}"))
+            continue
+        if not isinstance(obj, dict):
+            problems.append(Problem(shown, lineno, "", "each line must be a JSON object"))
+            continue
+        try:
+            item = Item.model_validate(obj)
+        except ValidationError as err:
+            for e in err.errors():
+                field = format_loc(tuple(e["loc"])) or "(record)"
+                msg = "required field is missing" if e["type"] == "missing" else e["msg"].removeprefix("Value error, ")
+                if e["type"] == "extra_forbidden":
+                    msg = "unknown field"
+                problems.append(Problem(shown, lineno, field, msg))
+            continue
+        if item.id is None:
+            item.id = stable_id(obj.get("input"))
+            n = 2
+            base = item.id
+            while item.id in seen:
+                item.id = f"{base}-{n}"
+                n += 1
+        elif item.id in seen:
+            problems.append(Problem(shown, lineno, "id", f"duplicate id {item.id!r} (first on line {seen[item.id]})"))
+            continue
+        seen[item.id] = lineno
+        items.append(item)
+    if problems:
+        raise ConfigError(problems)
+    if not items:
+        raise ConfigError.single(shown, "dataset has no records")
+    return items

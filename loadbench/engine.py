@@ -1,0 +1,343 @@
+"""Runs a scenario end to end: resolve, start simulators, drive the load, write the run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import secrets
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from . import __version__
+from .client import ClientSettings, OpenAIClient, build_payload, endpoint_url
+from .clock import Clock, MonotonicClock
+from .dataset import Item, load_dataset
+from .errors import ConfigError, Problem
+from .files import write_json_atomic
+from .hdr import HlogWriter
+from .pacer import ItemOrder, arrival_offsets_ns
+from .progress import ProgressView, progress_lines
+from .recorder import Recorder
+from .records import RequestResult
+from .results_log import ResultsLog
+from .runner import Lane, Plan, Runner, RunOutcome
+from .scenario import Candidate, Scenario
+from .sim_model import PROFILES
+from .sim_process import SimProcess, start_sim, stop_sim
+from .summary import build_summary
+
+NS_PER_S = 1_000_000_000
+PREFLIGHT_TIMEOUT_S = 10.0
+
+
+@dataclass(slots=True)
+class RunResult:
+    run_dir: Path
+    summary: dict[str, Any]
+    outcome: RunOutcome
+
+
+@dataclass(slots=True)
+class Resolved:
+    scenario: Scenario
+    scenario_path: str
+    dataset_path: Path
+    items: list[Item]
+    secrets: dict[str, str]  # candidate name -> API key (never written anywhere)
+
+
+def resolve(scenario: Scenario, scenario_path: str, scenario_dir: Path, only: list[str] | None = None) -> Resolved:
+    """Check everything that can be checked before any traffic; all problems at once."""
+    problems: list[Problem] = []
+    if only:
+        names = [c.name for c in scenario.candidates]
+        unknown = [n for n in only if n not in names]
+        if unknown:
+            problems.append(Problem("--candidate", None, "", f"unknown candidate(s) {', '.join(unknown)}; scenario has {', '.join(names)}"))
+        scenario = scenario.model_copy(update={"candidates": [c for c in scenario.candidates if c.name in only]})
+    keys: dict[str, str] = {}
+    for i, cand in enumerate(scenario.candidates):
+        field = f"candidates[{i}]"
+        if cand.sim is not None and cand.sim not in PROFILES:
+            problems.append(Problem(scenario_path, None, f"{field}.sim", f"unknown simulator profile {cand.sim!r}; known: {', '.join(PROFILES)}"))
+        if cand.api_key_env:
+            value = os.environ.get(cand.api_key_env)
+            if not value:
+                problems.append(Problem(scenario_path, None, f"{field}.api_key_env",
+                                        f"environment variable {cand.api_key_env} is not set (it should hold the API key)"))
+            else:
+                keys[cand.name] = value
+    dataset_path = (scenario_dir / scenario.dataset) if not os.path.isabs(scenario.dataset) else Path(scenario.dataset)
+    items: list[Item] = []
+    try:
+        items = load_dataset(dataset_path, shown=_shown(dataset_path))
+    except ConfigError as err:
+        problems.extend(err.problems)
+    if problems:
+        raise ConfigError(problems)
+    return Resolved(scenario, scenario_path, dataset_path, items, keys)
+
+
+def _shown(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+def build_plan(scenario: Scenario, items: list[Item]) -> Plan:
+    load = scenario.load
+    order = ItemOrder(len(items), load.seed)
+    ids = [item.id or "" for item in items]
+    warmup_ns = int(round(load.warmup_s * NS_PER_S))
+    if load.mode == "closed":
+        import numpy as np
+
+        return Plan(
+            offsets_ns=np.zeros(0, dtype=np.int64), order=order, item_ids=ids, warmup_ns=warmup_ns,
+            mode="closed", users=load.concurrency or 1, requests=load.requests,
+            duration_ns=None if load.duration_s is None else int(load.duration_s * NS_PER_S),
+        )
+    offsets = arrival_offsets_ns(
+        load.arrival, load.rate_qps, seed=load.seed, burstiness=load.burstiness,
+        duration_s=load.duration_s, requests=load.requests, warmup_s=load.warmup_s,
+    )
+    return Plan(offsets_ns=offsets, order=order, item_ids=ids, warmup_ns=warmup_ns)
+
+
+def candidate_params(cand: Candidate, item: Item) -> dict[str, Any]:
+    params = dict(cand.request)
+    params.update(item.request.model_dump(exclude_none=True))
+    return params
+
+
+def _public_candidate(cand: Candidate, base_url: str) -> dict[str, Any]:
+    data = cand.model_dump(exclude={"headers"})
+    data["base_url"] = base_url
+    data["header_names"] = sorted(cand.headers)
+    return data
+
+
+def provenance() -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    return {
+        "loadbench": __version__,
+        "python": platform.python_version(),
+        "aiohttp": aiohttp.__version__,
+        "event_loop": f"{type(loop).__module__}.{type(loop).__name__}",
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "pid": os.getpid(),
+    }
+
+
+def new_run_id(name: str | None) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in (name or "run"))[:40]
+    return f"{stamp}-{safe}-{secrets.token_hex(2)}"
+
+
+async def _preflight(session: aiohttp.ClientSession, cand: Candidate, base_url: str, headers: dict[str, str],
+                     scenario_path: str, index: int, secret: str | None) -> Problem | None:
+    """One GET of /models: a clear message before any load instead of a run of errors."""
+    url = base_url.rstrip("/") + "/models"
+    try:
+        async with session.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=PREFLIGHT_TIMEOUT_S)) as resp:
+            if resp.status in (401, 403):
+                return Problem(scenario_path, None, f"candidates[{index}]", f"{cand.name}: {url} refused the credentials (HTTP {resp.status})")
+            if resp.status >= 500:
+                return Problem(scenario_path, None, f"candidates[{index}]", f"{cand.name}: {url} answered HTTP {resp.status}")
+            return None  # 404 and friends: many gateways have no /models; the endpoint is there
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        text = str(exc) or type(exc).__name__
+        if secret:
+            text = text.replace(secret, "[REDACTED]")
+        return Problem(scenario_path, None, f"candidates[{index}].base_url", f"{cand.name}: cannot reach {base_url}: {text}")
+
+
+async def execute(
+    resolved: Resolved,
+    *,
+    out_root: Path,
+    clock: Clock | None = None,
+    progress: ProgressView | None = None,
+    install_signal_handlers: bool = True,
+    quiet: bool = False,
+) -> RunResult:
+    scenario = resolved.scenario
+    clock = clock or MonotonicClock()
+    loop = asyncio.get_running_loop()
+    sims: list[SimProcess] = []
+    sessions: list[aiohttp.ClientSession] = []
+    try:
+        base_urls: dict[str, str] = {}
+        sim_seed = scenario.load.seed
+        started = await asyncio.gather(
+            *(start_sim(c.sim, resolved.dataset_path, sim_seed) for c in scenario.candidates if c.sim is not None),
+            return_exceptions=True,
+        )
+        failures = [s for s in started if isinstance(s, BaseException)]
+        sims = [s for s in started if isinstance(s, SimProcess)]
+        if failures:
+            raise failures[0]
+        sim_iter = iter(sims)
+        for cand in scenario.candidates:
+            base_urls[cand.name] = next(sim_iter).base_url if cand.sim is not None else (cand.base_url or "")
+
+        lanes: list[Lane] = []
+        plan = build_plan(scenario, resolved.items)
+        preflight: list[Any] = []
+        for index, cand in enumerate(scenario.candidates):
+            secret = resolved.secrets.get(cand.name)
+            headers = {"Content-Type": "application/json", **cand.headers}
+            if secret:
+                headers["Authorization"] = f"Bearer {secret}"
+            connector = aiohttp.TCPConnector(
+                limit=cand.max_in_flight, limit_per_host=cand.max_in_flight,
+                ssl=False if cand.insecure else True, ttl_dns_cache=300, enable_cleanup_closed=True,
+            )
+            session = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=False)
+            sessions.append(session)
+            pricing = cand.pricing
+            if cand.sim is not None and pricing.input_per_mtok == 0 and pricing.output_per_mtok == 0:
+                prof = PROFILES[cand.sim]
+                pricing = pricing.model_copy(update={
+                    "input_per_mtok": prof.input_per_mtok, "output_per_mtok": prof.output_per_mtok,
+                    "cached_input_per_mtok": prof.cached_input_per_mtok,
+                })
+            settings = ClientSettings(
+                url=endpoint_url(base_urls[cand.name], cand.api), api=cand.api, stream=cand.stream,
+                timeout_s=cand.timeout_s, headers=headers, input_per_mtok=pricing.input_per_mtok,
+                output_per_mtok=pricing.output_per_mtok, cached_input_per_mtok=pricing.cached_input_per_mtok,
+                secret=secret,
+            )
+            client = OpenAIClient(session, settings, clock)
+            payloads = [
+                build_payload(api=cand.api, model=cand.model or (f"sim-{cand.sim}" if cand.sim else None),
+                              stream=cand.stream, messages=item.messages(), prompt=item.prompt_text(),
+                              params=candidate_params(cand, item))
+                for item in resolved.items
+            ]
+            prompt_chars = [len(item.prompt_text()) for item in resolved.items]
+            lanes.append(Lane(cand.name, _make_send(client, payloads, prompt_chars), cand.max_in_flight))
+            if cand.sim is None:
+                preflight.append(_preflight(session, cand, base_urls[cand.name], headers, resolved.scenario_path, index, secret))
+        problems = [p for p in await asyncio.gather(*preflight) if p is not None]
+        if problems:
+            raise ConfigError(problems)
+
+        run_id = new_run_id(scenario.name)
+        run_dir = out_root / run_id
+        run_dir.mkdir(parents=True, exist_ok=False)
+        started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        meta = {
+            "run_id": run_id,
+            "scenario": scenario.name or Path(resolved.scenario_path).stem,
+            "scenario_path": resolved.scenario_path,
+            "dataset": str(resolved.dataset_path),
+            "items": len(resolved.items),
+            "started_at": started_at,
+            "load": scenario.load.model_dump(),
+            "planned_requests": len(plan.offsets_ns) if plan.mode == "open" else None,
+            "candidates": {c.name: _public_candidate(c, base_urls[c.name]) for c in scenario.candidates},
+            "provenance": provenance(),
+        }
+        write_json_atomic(run_dir / "run.json", meta)
+
+        results_log = ResultsLog(run_dir / "results.jsonl", store_text=scenario.output.store_text)
+        hlog_file = open(run_dir / "histograms.hlog", "w", encoding="ascii")
+        recorder = Recorder([c.name for c in scenario.candidates], HlogWriter(hlog_file))
+
+        def sink(r: RequestResult) -> None:
+            results_log(r)
+            recorder(r)
+
+        runner = Runner(
+            plan, lanes, sink, clock, on_saturation=scenario.load.on_saturation,
+            grace_ns=int(scenario.load.grace_s * NS_PER_S), loop_lag_sink=recorder.record_loop_lag_us,
+        )
+        planned_s = (scenario.load.warmup_s + (scenario.load.duration_s or 0)) or (
+            float(plan.offsets_ns[-1]) / NS_PER_S if len(plan.offsets_ns) else None
+        )
+        view = None if quiet else (progress or ProgressView())
+
+        async def ticker() -> None:
+            while True:
+                await asyncio.sleep(1.0)
+                elapsed = (clock.now_ns() - runner.t0_ns) / NS_PER_S
+                results_log.flush()
+                recorder.flush(elapsed)
+                if view is not None:
+                    view.show(progress_lines(recorder, lanes, elapsed, planned_s), elapsed)
+
+        signals_installed: list[int] = []
+        if install_signal_handlers:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    loop.add_signal_handler(sig, _on_signal, runner, sig)
+                    signals_installed.append(sig)
+                except (NotImplementedError, RuntimeError):
+                    pass
+        tick = loop.create_task(ticker())
+        t0 = clock.now_ns()
+        runner.t0_ns = t0
+        try:
+            outcome = await runner.run(t0)
+        finally:
+            tick.cancel()
+            await asyncio.gather(tick, return_exceptions=True)
+            for sig in signals_installed:
+                loop.remove_signal_handler(sig)
+            elapsed = (clock.now_ns() - t0) / NS_PER_S
+            recorder.flush(elapsed)
+            results_log.close()
+            hlog_file.close()
+        if view is not None:
+            view.show(progress_lines(recorder, lanes, elapsed, planned_s), 1e9)
+        outcome_info = {
+            "stop_reason": outcome.stop_reason,
+            "duration_s": outcome.end_ns / NS_PER_S,
+            "planned_requests": outcome.planned,
+            "dispatched_positions": outcome.dispatched,
+            "cancelled_in_flight": outcome.cancelled_in_flight,
+            "results_lines": results_log.lines,
+        }
+        meta["outcome"] = outcome_info
+        write_json_atomic(run_dir / "run.json", meta)
+        summary = build_summary(recorder, meta, outcome_info)
+        write_json_atomic(run_dir / "summary.json", summary)
+        return RunResult(run_dir, summary, outcome)
+    finally:
+        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+        await asyncio.gather(*(stop_sim(s) for s in sims), return_exceptions=True)
+
+
+def _make_send(client: OpenAIClient, payloads: list[bytes], prompt_chars: list[int]):  # noqa: ANN202
+    send = client.send
+
+    async def lane_send(item_index: int, r: RequestResult, t0_ns: int) -> None:
+        await send(payloads[item_index], prompt_chars[item_index], r, t0_ns)
+
+    return lane_send
+
+
+def _on_signal(runner: Runner, sig: int) -> None:
+    again = runner.stopping
+    runner.request_stop(f"stopped by {signal.Signals(sig).name}")
+    msg = ("second signal: cancelling requests in flight now" if again
+           else f"{signal.Signals(sig).name}: no new requests; waiting up to {runner.grace_ns / NS_PER_S:g}s "
+                "for those in flight (signal again to stop at once)")
+    sys.stderr.write(f"\nloadbench: {msg}\n")
+    sys.stderr.flush()
+
+
+def dumps(obj: Any) -> str:
+    return orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode()

@@ -1,0 +1,119 @@
+"""HdrHistogram helpers: batched recording with numpy, percentile summaries, interval logs."""
+
+from __future__ import annotations
+
+import time
+from typing import IO
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+LOWEST_US = 1
+HIGHEST_US = 24 * 3600 * 1_000_000  # one day, as wrk2: far above 2x any timeout
+SIG_FIGS = 3
+PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIG_FIGS)
+
+
+def counts_indices(hist: HdrHistogram, values: np.ndarray) -> np.ndarray:
+    """Vectorized twin of HdrHistogram._counts_index_for (values must be >= 0)."""
+    masked = values | hist.sub_bucket_mask
+    # bit_length via frexp is exact for integers below 2**53 (here: below one day in µs).
+    bit_length = np.frexp(masked.astype(np.float64))[1].astype(np.int64)
+    bucket = bit_length - hist.unit_magnitude - (hist.sub_bucket_half_count_magnitude + 1)
+    sub_bucket = values >> (bucket + hist.unit_magnitude)
+    return ((bucket + 1) << hist.sub_bucket_half_count_magnitude) + (sub_bucket - hist.sub_bucket_half_count)
+
+
+def record_batch(hist: HdrHistogram, values: np.ndarray | list[int]) -> int:
+    """Record many integer values at once; returns how many were out of range (not counted).
+
+    Gives exactly the counts `record_value` would, at a small fraction of its cost.
+    """
+    arr = np.asarray(values, dtype=np.int64)
+    if arr.size == 0:
+        return 0
+    arr = arr[arr >= 0]
+    negatives = int(np.asarray(values).size - arr.size)
+    if arr.size == 0:
+        return negatives
+    idx = counts_indices(hist, arr)
+    ok = idx < hist.counts_len
+    overflow = int(arr.size - np.count_nonzero(ok))
+    if overflow:
+        arr = arr[ok]
+        idx = idx[ok]
+    if arr.size:
+        counts = np.ctypeslib.as_array(hist.counts)
+        counts += np.bincount(idx, minlength=hist.counts_len).astype(counts.dtype, copy=False)
+        hist.total_count += int(arr.size)
+        hist.min_value = min(hist.min_value, int(arr.min()))
+        hist.max_value = max(hist.max_value, int(arr.max()))
+    return overflow + negatives
+
+
+def reset(hist: HdrHistogram) -> None:
+    """Zero a histogram (HdrHistogram.reset loops in Python over every counter)."""
+    np.ctypeslib.as_array(hist.counts)[:] = 0
+    hist.total_count = 0
+    hist.min_value = 2**63 - 1
+    hist.max_value = 0
+
+
+def summarize(hist: HdrHistogram, scale: float = 1e-6) -> dict[str, float | int | None]:
+    """Percentiles and moments of a µs histogram, in seconds (scale) with the sample count."""
+    n = hist.get_total_count()
+    out: dict[str, float | int | None] = {"count": n}
+    if n == 0:
+        for key in (*PERCENTILES, "min", "max", "mean", "stddev"):
+            out[key] = None
+        return out
+    values = hist.get_percentile_to_value_dict(list(PERCENTILES.values()))
+    for key, pct in PERCENTILES.items():
+        out[key] = values[pct] * scale
+    out["min"] = hist.get_min_value() * scale
+    out["max"] = hist.get_max_value() * scale
+    out["mean"] = hist.get_mean_value() * scale
+    out["stddev"] = hist.get_stddev() * scale
+    return out
+
+
+class HlogWriter:
+    """HdrHistogram interval log (format 1.2 with Tag=), written by hand because the hdrh
+    package's writer emits no tags and has a broken StartTime line."""
+
+    def __init__(self, f: IO[str], start_epoch_s: float | None = None) -> None:
+        self._f = f
+        start = time.time() if start_epoch_s is None else start_epoch_s
+        iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start))
+        f.write("#[Histogram log format version 1.2]\n")
+        f.write(f"#[StartTime: {start:.3f} (seconds since epoch), {iso}Z]\n")
+        f.write(f"#[BaseTime: {start:.3f} (seconds since epoch)]\n")
+        f.write('"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"\n')
+
+    def write_interval(self, tag: str, start_s: float, length_s: float, hist: HdrHistogram) -> None:
+        max_ms = hist.get_max_value() / 1000.0 if hist.get_total_count() else 0.0
+        blob = hist.encode().decode("ascii")
+        self._f.write(f"Tag={tag},{start_s:.3f},{length_s:.3f},{max_ms:.3f},{blob}\n")
+
+    def flush(self) -> None:
+        self._f.flush()
+
+
+def read_hlog(path: str) -> list[tuple[str | None, float, float, HdrHistogram]]:
+    """Parse a (tagged) interval log: (tag, start_s, length_s, histogram) per line."""
+    out = []
+    with open(path, encoding="ascii") as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#") or line.startswith('"'):
+                continue
+            tag = None
+            if line.startswith("Tag="):
+                tag, _, line = line[4:].partition(",")
+            start, length, _max, blob = line.split(",", 3)
+            out.append((tag, float(start), float(length), HdrHistogram.decode(blob.encode("ascii"))))
+    return out

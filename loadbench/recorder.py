@@ -1,0 +1,179 @@
+"""Aggregates the stream of per-request records: counters and HDR histograms per candidate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hdrh.histogram import HdrHistogram
+
+from .hdr import HlogWriter, new_histogram, record_batch, reset
+from .records import CANCELLED, DROPPED, OK, RequestResult
+
+# Histogram metrics, each recorded in µs.
+METRICS = ("latency", "service_time", "ttft", "ttfc", "itl", "tpot", "schedule_lag")
+
+
+@dataclass(slots=True)
+class Counts:
+    scheduled: int = 0
+    sent: int = 0
+    ok: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    dropped: int = 0
+    cancelled: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+    token_sources: dict[str, int] = field(default_factory=dict)
+
+    def add(self, r: RequestResult) -> None:
+        self.scheduled += 1
+        status = r.status
+        if status == DROPPED:
+            self.dropped += 1
+            return
+        self.sent += 1
+        if status == OK:
+            self.ok += 1
+        elif status == CANCELLED:
+            self.cancelled += 1
+        else:
+            cls = r.error_class or "unknown"
+            self.errors[cls] = self.errors.get(cls, 0) + 1
+        self.input_tokens += r.input_tokens
+        self.output_tokens += r.output_tokens
+        self.cached_tokens += r.cached_tokens
+        self.cost_usd += r.cost_usd
+        if status == OK:
+            self.token_sources[r.token_source] = self.token_sources.get(r.token_source, 0) + 1
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+
+class _Span:
+    """min/max of a set of offsets, for rates over the measurement window."""
+
+    __slots__ = ("lo", "hi", "n")
+
+    def __init__(self) -> None:
+        self.lo = -1
+        self.hi = -1
+        self.n = 0
+
+    def add(self, v: int) -> None:
+        if v < 0:
+            return
+        if self.n == 0 or v < self.lo:
+            self.lo = v
+        if v > self.hi:
+            self.hi = v
+        self.n += 1
+
+    def rate_per_s(self) -> float | None:
+        if self.n < 2 or self.hi <= self.lo:
+            return None
+        return (self.n - 1) / ((self.hi - self.lo) / 1e9)
+
+
+class CandidateRecorder:
+    __slots__ = (
+        "name", "total", "window", "hists", "interval", "_buffers", "overflows",
+        "intended", "sent", "done_ok", "first_intended_ok",
+    )
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.total = Counts()
+        self.window = Counts()
+        self.hists: dict[str, HdrHistogram] = {m: new_histogram() for m in METRICS}
+        self.interval: dict[str, HdrHistogram] = {m: new_histogram() for m in METRICS}
+        # (metric, in_window) -> buffered µs values; recorded in one numpy batch per flush.
+        self._buffers: dict[str, tuple[list[int], list[int]]] = {m: ([], []) for m in METRICS}
+        self.overflows = 0
+        self.intended = _Span()
+        self.sent = _Span()
+        self.done_ok = _Span()
+        self.first_intended_ok = _Span()
+
+    def add(self, r: RequestResult) -> None:
+        self.total.add(r)
+        in_window = r.in_window
+        if in_window:
+            self.window.add(r)
+            self.intended.add(r.intended_ns)
+        if r.status == DROPPED:
+            return
+        b = self._buffers
+        slot = 1 if in_window else 0
+        if r.sent_ns >= 0:
+            b["schedule_lag"][slot].append(max(0, r.sent_ns - r.intended_ns) // 1000)
+            if in_window:
+                self.sent.add(r.sent_ns)
+        if r.status != OK:
+            return
+        if in_window:
+            self.done_ok.add(r.done_ns)
+            self.first_intended_ok.add(r.intended_ns)
+        b["latency"][slot].append((r.done_ns - r.intended_ns) // 1000)
+        b["service_time"][slot].append((r.done_ns - r.sent_ns) // 1000)
+        if r.first_token_ns >= 0:
+            b["ttft"][slot].append((r.first_token_ns - r.intended_ns) // 1000)
+        if r.first_content_ns >= 0:
+            b["ttfc"][slot].append((r.first_content_ns - r.intended_ns) // 1000)
+        if r.itl_us:
+            b["itl"][slot].extend(r.itl_us)
+            if r.output_tokens >= 2:
+                b["tpot"][slot].append(sum(r.itl_us) // (r.output_tokens - 1))
+
+    def flush(self) -> None:
+        """Move buffered values into the interval and window histograms."""
+        for metric, (outside, inside) in self._buffers.items():
+            if inside:
+                self.overflows += record_batch(self.hists[metric], inside)
+                record_batch(self.interval[metric], inside)
+                inside.clear()
+            if outside:
+                self.overflows += record_batch(self.interval[metric], outside)
+                outside.clear()
+
+
+class Recorder:
+    """The sink every record passes through; cheap per record, batched per flush."""
+
+    def __init__(self, candidates: list[str], hlog: HlogWriter | None = None) -> None:
+        self.candidates = {name: CandidateRecorder(name) for name in candidates}
+        self._hlog = hlog
+        self._interval_start_s = 0.0
+        self.loop_lag = new_histogram()
+        self._loop_lag_buf: list[int] = []
+
+    def __call__(self, r: RequestResult) -> None:
+        self.candidates[r.candidate].add(r)
+
+    def record_loop_lag_us(self, lag_us: int) -> None:
+        self._loop_lag_buf.append(lag_us)
+
+    def flush(self, now_s: float | None = None) -> None:
+        """Record buffered values; with an interval log, also close the interval at now_s."""
+        if self._loop_lag_buf:
+            record_batch(self.loop_lag, self._loop_lag_buf)
+            self._loop_lag_buf.clear()
+        for rec in self.candidates.values():
+            rec.flush()
+        if self._hlog is not None and now_s is not None:
+            length = max(0.0, now_s - self._interval_start_s)
+            for rec in self.candidates.values():
+                for metric, hist in rec.interval.items():
+                    if hist.get_total_count():
+                        self._hlog.write_interval(f"{rec.name}.{metric}", self._interval_start_s, length, hist)
+                        reset(hist)
+            self._hlog.flush()
+            self._interval_start_s = now_s
+        else:
+            for rec in self.candidates.values():
+                for hist in rec.interval.values():
+                    reset(hist)
+

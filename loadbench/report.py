@@ -1,0 +1,102 @@
+"""Console views of a summary: the side-by-side comparison table (pure string building)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MIN_N_FOR = {"p50": 1, "p90": 10, "p95": 20, "p99": 100, "p999": 1000}
+
+
+def fmt_s(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1e-3:
+        return f"{value * 1e6:.0f}us"
+    if value < 1.0:
+        return f"{value * 1e3:.1f}ms"
+    return f"{value:.2f}s"
+
+
+def fmt_rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def fmt_usd(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value == 0:
+        return "$0"
+    return f"${value:.6f}" if value < 0.01 else f"${value:.4f}"
+
+
+def _pct(stats: dict[str, Any], key: str) -> str:
+    v = stats.get(key)
+    if v is None:
+        return "-"
+    n = stats.get("count") or 0
+    flag = "*" if n < MIN_N_FOR.get(key, 1) else ""
+    return fmt_s(v) + flag
+
+
+def comparison_rows(summary: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    cands = summary["candidates"]
+    rows: list[tuple[str, list[str]]] = []
+
+    def row(label: str, fn: Any) -> None:
+        rows.append((label, [fn(c) for c in cands.values()]))
+
+    row("requests sent", lambda c: str(c["requests"]["sent"]))
+    row("ok / errors", lambda c: f'{c["requests"]["ok"]} / {c["requests"]["error_total"]}')
+    row("error ratio", lambda c: "-" if c["error_ratio"] is None else f'{100 * c["error_ratio"]:.1f}%')
+    row("dropped / cancelled", lambda c: f'{c["requests"]["dropped"]} / {c["requests"]["cancelled"]}')
+    row("offered / achieved qps", lambda c: f'{fmt_rate(c["offered_rate_qps"])} / {fmt_rate(c["achieved_rate_qps"])}')
+    row("throughput rps (ok)", lambda c: fmt_rate(c["throughput_rps"]))
+    for key in ("p50", "p95", "p99"):
+        row(f"latency {key}", lambda c, k=key: _pct(c["latency_s"], k))
+    row("latency max", lambda c: fmt_s(c["latency_s"]["max"]))
+    row("service time p50 / p99", lambda c: f'{_pct(c["service_time_s"], "p50")} / {_pct(c["service_time_s"], "p99")}')
+    row("TTFT p50 / p95", lambda c: f'{_pct(c["ttft_s"], "p50")} / {_pct(c["ttft_s"], "p95")}')
+    row("ITL p50 / p99", lambda c: f'{_pct(c["itl_s"], "p50")} / {_pct(c["itl_s"], "p99")}')
+    row("TPOT p50", lambda c: _pct(c["tpot_s"], "p50"))
+    row("schedule lag p50 / p99", lambda c: f'{_pct(c["schedule_lag_s"], "p50")} / {_pct(c["schedule_lag_s"], "p99")}')
+    row("tokens in / out", lambda c: f'{c["tokens"]["input"]} / {c["tokens"]["output"]} ({c["tokens"]["source"]})')
+    row("cost per request", lambda c: fmt_usd(c["cost_usd"]["per_request"]))
+    row("cost (window)", lambda c: fmt_usd(c["cost_usd"]["total"]))
+    if any(c.get("accuracy") for c in cands.values()):
+        rows.insert(0, ("accuracy", [_accuracy(c.get("accuracy")) for c in cands.values()]))
+    return rows
+
+
+def _accuracy(acc: dict[str, Any] | None) -> str:
+    if not acc or acc.get("value") is None:
+        return "-"
+    return f'{100 * acc["value"]:.1f}% [{100 * acc["ci_low"]:.0f}-{100 * acc["ci_high"]:.0f}]'
+
+
+def render_table(headers: list[str], rows: list[tuple[str, list[str]]]) -> str:
+    widths = [max(len(headers[0]), *(len(label) for label, _ in rows))]
+    for j in range(1, len(headers)):
+        widths.append(max(len(headers[j]), *(len(cells[j - 1]) for _, cells in rows)))
+    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths)))]
+    lines.append("  ".join("-" * w for w in widths))
+    for label, cells in rows:
+        lines.append("  ".join([label.ljust(widths[0])] + [c.rjust(w) for c, w in zip(cells, widths[1:])]))
+    return "\n".join(lines)
+
+
+def comparison_table(summary: dict[str, Any]) -> str:
+    headers = ["", *summary["candidates"].keys()]
+    out = render_table(headers, comparison_rows(summary))
+    mode = summary.get("mode", "open-loop")
+    load = summary.get("load", {})
+    head = f"run {summary.get('run_id')}  ({mode}"
+    if mode == "open-loop":
+        head += f", {load.get('arrival')} {load.get('rate_qps')} qps"
+    else:
+        head += f", {load.get('concurrency')} users"
+    head += f", warm-up {load.get('warmup_s', 0)}s excluded)"
+    foot = "latency = from the intended send time; service time = from the actual send; * = too few samples for that percentile"
+    outcome = summary.get("outcome", {})
+    if outcome.get("stop_reason") not in (None, "completed"):
+        foot += f"\nrun stopped early: {outcome['stop_reason']}"
+    return f"{head}\n{out}\n{foot}"

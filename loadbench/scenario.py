@@ -1,0 +1,266 @@
+"""Scenario files: YAML, validated by pydantic, every error reported with file, line and field."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError, Problem, format_loc
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Pricing(_Strict):
+    """USD per million tokens; `replica_hour` prices a self-hosted replica."""
+
+    input_per_mtok: float = Field(0.0, ge=0)
+    output_per_mtok: float = Field(0.0, ge=0)
+    cached_input_per_mtok: float | None = Field(None, ge=0)
+    replica_hour: float | None = Field(None, ge=0)
+
+
+class Candidate(_Strict):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    sim: str | None = None
+    base_url: str | None = None
+    model: str | None = None
+    api: Literal["chat", "completions"] = "chat"
+    api_key_env: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    stream: bool = True
+    request: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: float = Field(60.0, gt=0, le=3600)
+    max_in_flight: int = Field(512, ge=1, le=100_000)
+    pricing: Pricing = Field(default_factory=Pricing)
+    insecure: bool = False
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> Candidate:
+        if self.sim is None and not self.base_url:
+            raise ValueError("give either base_url (a deployment) or sim (a built-in simulator profile)")
+        if self.sim is not None and self.base_url:
+            raise ValueError("give base_url or sim, not both")
+        return self
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return v.rstrip("/") if v else v
+
+    @field_validator("headers")
+    @classmethod
+    def _no_auth_header(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if key.lower() in ("authorization", "api-key", "x-api-key"):
+                raise ValueError(f"header {key!r} would put a secret in the scenario file; use api_key_env")
+        return v
+
+
+class Load(_Strict):
+    arrival: Literal["constant", "poisson", "gamma"] = "poisson"
+    rate_qps: float = Field(1.0, gt=0, le=100_000)
+    burstiness: float = Field(1.0, gt=0)
+    duration_s: float | None = Field(None, gt=0, le=7 * 24 * 3600)
+    requests: int | None = Field(None, ge=1, le=100_000_000)
+    warmup_s: float = Field(0.0, ge=0)
+    seed: int = 0
+    mode: Literal["open", "closed"] = "open"
+    concurrency: int | None = Field(None, ge=1, le=100_000)
+    on_saturation: Literal["queue", "drop"] = "queue"
+    grace_s: float = Field(10.0, ge=0, le=3600)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Load:
+        if self.duration_s is None and self.requests is None:
+            raise ValueError("give duration_s or requests (every run is bounded)")
+        if self.duration_s is not None and self.requests is not None:
+            raise ValueError("give duration_s or requests, not both")
+        if self.mode == "closed" and self.concurrency is None:
+            raise ValueError("closed mode needs concurrency (the number of users)")
+        return self
+
+
+class Output(_Strict):
+    dir: str = "runs"
+    store_text: bool = True
+
+
+class Scenario(_Strict):
+    name: str | None = None
+    description: str | None = None
+    dataset: str
+    candidates: list[Candidate] = Field(min_length=1)
+    load: Load
+    output: Output = Field(default_factory=Output)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Scenario:
+        seen: set[str] = set()
+        for c in self.candidates:
+            if c.name in seen:
+                raise ValueError(f"candidate name {c.name!r} is used twice")
+            seen.add(c.name)
+        return self
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def _node_at(root: yaml.Node | None, loc: tuple[int | str, ...]) -> tuple[yaml.Node | None, bool]:
+    """The YAML node a validation location points at, and whether it was found exactly."""
+    node = root
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value == part:
+                    node = value
+                    break
+            else:
+                return node, False
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            return node, False
+    return node, True
+
+
+def _key_node(root: yaml.Node | None, loc: tuple[int | str, ...]) -> yaml.Node | None:
+    parent, found = _node_at(root, loc[:-1])
+    if found and isinstance(parent, yaml.MappingNode):
+        for key, _ in parent.value:
+            if key.value == loc[-1]:
+                return key
+    return None
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    model: Any = Scenario
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
+            return None
+        model = _unwrap(model.model_fields[part].annotation)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (list, Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            if arg is not type(None):
+                return _unwrap(arg)
+    return annotation
+
+
+def _did_you_mean(loc: tuple[int | str, ...]) -> str:
+    parent = _model_at(loc[:-1])
+    if parent is None:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(parent.model_fields), n=1, cutoff=0.6)
+    known = ", ".join(parent.model_fields)
+    return f" (did you mean {close[0]!r}?)" if close else f" (known keys: {known})"
+
+
+def problems_from_validation(path: str, root: yaml.Node | None, err: ValidationError) -> list[Problem]:
+    problems = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        line = None
+        if e["type"] == "extra_forbidden":
+            key = _key_node(root, loc)
+            line = key.start_mark.line + 1 if key is not None else None
+            msg = f"unknown key{_did_you_mean(loc)}"
+        else:
+            node, _ = _node_at(root, loc)
+            line = node.start_mark.line + 1 if node is not None else None
+            msg = e["msg"].removeprefix("Value error, ")
+            if e["type"] == "missing":
+                msg = "required key is missing"
+            elif e["type"] == "literal_error":
+                msg = f"{msg}, got {e.get('input')!r}"
+        problems.append(Problem(path, line, format_loc(loc), msg))
+    return problems
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError.single("--set", f"expected dotted.path=value, got {text!r}")
+    path, _, raw = text.partition("=")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return path.strip().split("."), value
+
+
+def apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
+    """Set a dotted path in the raw scenario; list elements by index or by `name`."""
+    node: Any = data
+    for i, part in enumerate(path):
+        last = i == len(path) - 1
+        if isinstance(node, list):
+            idx = None
+            if part.isdigit() and int(part) < len(node):
+                idx = int(part)
+            else:
+                idx = next((j for j, el in enumerate(node) if isinstance(el, dict) and el.get("name") == part), None)
+            if idx is None:
+                raise ConfigError.single("--set", f"{'.'.join(path)}: no list element {part!r}")
+            if last:
+                node[idx] = value
+            else:
+                node = node[idx]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise ConfigError.single("--set", f"{'.'.join(path)}: {part!r} is not inside a mapping or list")
+
+
+def load_scenario(path: str | os.PathLike[str], overrides: list[str] = ()) -> tuple[Scenario, Path]:
+    """Read, override and validate a scenario.  Returns it and its directory (for relative paths)."""
+    p = Path(path)
+    shown = str(path)
+    try:
+        raw_bytes = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError.single(shown, "scenario file not found") from None
+    except OSError as exc:
+        raise ConfigError.single(shown, f"cannot read scenario file: {exc.strerror}") from None
+    try:
+        text = raw_bytes.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw_bytes[: exc.start].count(b"\n") + 1
+        raise ConfigError.single(shown, "not valid UTF-8", line=line) from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError.single(shown, f"YAML syntax error: {problem}", line=line) from None
+    if not isinstance(data, dict):
+        raise ConfigError.single(shown, "a scenario must be a YAML mapping (key: value lines)", line=1)
+    for text_override in overrides:
+        keys, value = parse_override(text_override)
+        apply_override(data, keys, value)
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(problems_from_validation(shown, root, err)) from None
+    return scenario, p.resolve().parent

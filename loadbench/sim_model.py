@@ -1,0 +1,174 @@
+"""The simulated deployment's behaviour as pure functions: profiles, timing and answers."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+_PIECES = re.compile(r"\s*(?:\w+|[^\w\s])")
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """A simulated model deployment.
+
+    Timing follows a continuous-batching server: `slots` requests decode at once (more
+    wait in a queue), prefill grows with prompt tokens, and each decode step slows down as
+    more requests share the batch.
+    """
+
+    name: str
+    description: str
+    slots: int
+    prefill_base_s: float
+    prefill_per_token_s: float
+    decode_per_token_s: float
+    decode_slowdown: float  # extra step time at a full batch, as a fraction of the base
+    accuracy: float  # probability of answering an item right
+    filler_tokens: int  # answer length for prompts that are not dataset items
+    input_per_mtok: float
+    output_per_mtok: float
+    cached_input_per_mtok: float | None = None
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile(
+            name="small-fast",
+            description="a small, cheap model on a wide batch: quick but less accurate",
+            slots=48, prefill_base_s=0.015, prefill_per_token_s=0.00004,
+            decode_per_token_s=0.008, decode_slowdown=1.0, accuracy=0.74,
+            filler_tokens=60, input_per_mtok=0.15, output_per_mtok=0.60, cached_input_per_mtok=0.075,
+        ),
+        Profile(
+            name="large-accurate",
+            description="a large model on fewer slots: slower and pricier, more often right",
+            slots=12, prefill_base_s=0.06, prefill_per_token_s=0.00015,
+            decode_per_token_s=0.022, decode_slowdown=1.5, accuracy=0.91,
+            filler_tokens=60, input_per_mtok=2.50, output_per_mtok=10.0, cached_input_per_mtok=1.25,
+        ),
+        Profile(
+            name="medium",
+            description="a mid-size model between the two",
+            slots=24, prefill_base_s=0.03, prefill_per_token_s=0.00008,
+            decode_per_token_s=0.014, decode_slowdown=1.2, accuracy=0.84,
+            filler_tokens=60, input_per_mtok=0.50, output_per_mtok=1.50, cached_input_per_mtok=0.25,
+        ),
+        Profile(
+            name="instant",
+            description="no model delay at all: for measuring the client itself",
+            slots=100_000, prefill_base_s=0.0, prefill_per_token_s=0.0,
+            decode_per_token_s=0.0, decode_slowdown=0.0, accuracy=1.0,
+            filler_tokens=16, input_per_mtok=0.0, output_per_mtok=0.0,
+        ),
+    )
+}
+
+
+def split_tokens(text: str) -> list[str]:
+    """The simulator's tokens: words and punctuation, each with its leading whitespace."""
+    pieces = _PIECES.findall(text)
+    return pieces if pieces else ([text] if text else [])
+
+
+def prefill_s(p: Profile, prompt_tokens: int) -> float:
+    return p.prefill_base_s + p.prefill_per_token_s * prompt_tokens
+
+
+def decode_step_s(p: Profile, active: int) -> float:
+    share = (max(active, 1) - 1) / max(p.slots - 1, 1)
+    return p.decode_per_token_s * (1.0 + p.decode_slowdown * min(share, 1.0))
+
+
+def unit_draw(*parts: object) -> float:
+    """A deterministic uniform number in [0, 1) from the given parts."""
+    h = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(h, "big") / 2**64
+
+
+def answers_right(seed: int, profile: Profile, item_id: str) -> bool:
+    return unit_draw(seed, profile.name, item_id, "right") < profile.accuracy
+
+
+_FILLER = (
+    "The request was reviewed against the account history and the relevant policy. "
+    "Based on the details provided, the most likely explanation is a configuration change "
+    "made earlier this week, and the recommended next step is to confirm the settings "
+    "before escalating to the on-call engineer."
+).split(" ")
+
+
+def filler_text(n_tokens: int, key: str) -> str:
+    words = []
+    start = int(unit_draw(key, "filler") * len(_FILLER))
+    while sum(len(split_tokens(w)) for w in words) < n_tokens:
+        words.append(_FILLER[(start + len(words)) % len(_FILLER)])
+    return " ".join(words)
+
+
+def wrong_answer(target: str, choices: list[str] | None, key: str) -> str:
+    """A plausible wrong answer of the same shape as the target."""
+    r = unit_draw(key, "wrong")
+    if choices:
+        others = [c for c in choices if c.strip().lower() != target.strip().lower()]
+        if others:
+            return others[int(r * len(others))]
+    stripped = target.strip()
+    number = _as_number(stripped)
+    if number is not None:
+        delta = 1 + int(r * 9)
+        wrong = number + delta if r < 0.5 else number - delta
+        return str(int(wrong)) if float(wrong).is_integer() and "." not in stripped else f"{wrong:g}"
+    if stripped.startswith("{"):
+        return _wrong_json(stripped, r)
+    if len(stripped) == 1 and stripped.isalpha():
+        return chr((ord(stripped.upper()) - ord("A") + 1 + int(r * 3)) % 4 + ord("A"))
+    words = stripped.split()
+    if len(words) > 3:
+        return " ".join(words[: max(1, len(words) // 2)]) + " (details unclear)"
+    return "I am not sure; please contact support for more details."
+
+
+def _as_number(text: str) -> float | None:
+    try:
+        return float(text.replace(",", ""))
+    except ValueError:
+        return None
+
+
+def _wrong_json(target: str, r: float) -> str:
+    """Typical structured-output failures: a wrong field, a fence, or a cut-off body."""
+    try:
+        obj = orjson.loads(target)
+    except orjson.JSONDecodeError:
+        return target[: len(target) // 2]
+    if r < 0.35 and isinstance(obj, dict) and obj:
+        key = sorted(obj)[int(r * 1000) % len(obj)]
+        obj = {**obj, key: _perturb(obj[key])}
+        return orjson.dumps(obj).decode()
+    if r < 0.55:
+        return "```json\n" + target + "\n```"
+    if r < 0.75:
+        return target[: max(1, int(len(target) * 0.6))]
+    if r < 0.9 and isinstance(obj, dict) and obj:
+        obj = dict(obj)
+        obj.pop(sorted(obj)[0])
+        return orjson.dumps(obj).decode()
+    return "Here is the extracted data: " + target
+
+
+def _perturb(value: Any) -> Any:
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    if isinstance(value, str):
+        return value.upper() if value.lower() == value else value.lower() + "x"
+    if isinstance(value, list):
+        return value[:-1]
+    return None

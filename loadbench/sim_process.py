@@ -1,0 +1,69 @@
+"""Starts built-in simulators in their own processes and stops them by PID."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+START_TIMEOUT_S = 30.0
+
+
+@dataclass(slots=True)
+class SimProcess:
+    profile: str
+    pid: int
+    port: int
+    proc: asyncio.subprocess.Process
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+
+async def start_sim(profile: str, dataset: Path | None, seed: int) -> SimProcess:
+    args = [sys.executable, "-m", "loadbench", "sim", "--port", "0", "--profile", profile, "--seed", str(seed)]
+    if dataset is not None:
+        args += ["--dataset", str(dataset)]
+    proc = await asyncio.create_subprocess_exec(
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,  # a Ctrl-C in the terminal reaches only the driver, which stops us
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT_S)
+        info = orjson.loads(line)
+        return SimProcess(profile, proc.pid, int(info["port"]), proc)
+    except (asyncio.TimeoutError, orjson.JSONDecodeError, KeyError) as exc:
+        err = b""
+        if proc.returncode is None:
+            proc.kill()
+        if proc.stderr is not None:
+            try:
+                err = await asyncio.wait_for(proc.stderr.read(), 5)
+            except asyncio.TimeoutError:
+                pass
+        await proc.wait()
+        raise RuntimeError(f"simulator {profile!r} did not start: {exc!r} {err.decode(errors='replace')[-500:]}") from None
+
+
+async def stop_sim(sim: SimProcess, timeout_s: float = 5.0) -> None:
+    proc = sim.proc
+    if proc.returncode is not None:
+        return
+    try:
+        os.kill(sim.pid, signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), timeout_s)
+    except ProcessLookupError:
+        return
+    except asyncio.TimeoutError:
+        os.kill(sim.pid, signal.SIGKILL)
+        await proc.wait()

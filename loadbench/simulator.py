@@ -1,0 +1,251 @@
+"""The built-in simulated OpenAI-compatible endpoint (an aiohttp server on loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from .dataset import Item, load_dataset
+from .sim_model import (
+    PROFILES,
+    Profile,
+    answers_right,
+    decode_step_s,
+    filler_text,
+    prefill_s,
+    split_tokens,
+    unit_draw,
+    wrong_answer,
+)
+from .tokens import count_sim_tokens
+
+
+@dataclass(slots=True)
+class Reply:
+    pieces: list[str]
+    tool_calls: list[dict[str, Any]] | None
+    finish_reason: str
+    prompt_tokens: int
+
+
+class SimState:
+    """Server-side state: the batch slots and the eval set the simulator can answer."""
+
+    def __init__(self, profile: Profile, items: list[Item], seed: int) -> None:
+        self.profile = profile
+        self.seed = seed
+        self.slots = asyncio.Semaphore(profile.slots)
+        self.active = 0
+        self.by_prompt: dict[str, Item] = {}
+        for item in items:
+            self.by_prompt.setdefault(item.last_user_text().strip(), item)
+            self.by_prompt.setdefault(item.prompt_text().strip(), item)
+        self.served = 0
+
+    def lookup(self, body: dict[str, Any], chat: bool) -> tuple[Item | None, str]:
+        if chat:
+            messages = body.get("messages") or []
+            prompt_all = " ".join(m.get("content") or "" for m in messages if isinstance(m.get("content"), str))
+            last_user = next(
+                (m.get("content") for m in reversed(messages) if m.get("role") == "user" and isinstance(m.get("content"), str)),
+                "",
+            )
+            return self.by_prompt.get(last_user.strip()), prompt_all
+        prompt = str(body.get("prompt") or "")
+        return self.by_prompt.get(prompt.strip()), prompt
+
+    def reply(self, body: dict[str, Any], chat: bool) -> Reply:
+        item, prompt = self.lookup(body, chat)
+        prompt_tokens = count_sim_tokens(prompt)
+        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+        tools = body.get("tools") if chat else None
+        calls = None
+        if item is None:
+            text = filler_text(int(max_tokens or self.profile.filler_tokens), prompt[:200])
+        else:
+            right = answers_right(self.seed, self.profile, item.id or "")
+            calls, text = self._item_answer(item, right, bool(tools))
+        pieces = split_tokens(text)
+        finish = "tool_calls" if calls else "stop"
+        if max_tokens is not None and len(pieces) > int(max_tokens):
+            pieces = pieces[: int(max_tokens)]
+            finish = "length"
+        return Reply(pieces, calls, finish, prompt_tokens)
+
+    def _item_answer(self, item: Item, right: bool, has_tools: bool) -> tuple[list[dict[str, Any]] | None, str]:
+        key = f"{self.seed}:{self.profile.name}:{item.id}"
+        if has_tools and item.expected_tool_calls:
+            return _tool_calls(item.expected_tool_calls, right, key), ""
+        if has_tools and item.expect_no_tool_call and not right:
+            tool = (item.request.tools or [{}])[0].get("function", {}).get("name", "lookup")
+            return [{"name": tool, "arguments": {}}], ""
+        target = item.target
+        if isinstance(target, list):
+            target = target[0] if target else ""
+        if target is None:
+            return None, filler_text(self.profile.filler_tokens, key)
+        return None, target if right else wrong_answer(target, item.choices, key)
+
+
+def _tool_calls(expected: list[dict[str, Any]], right: bool, key: str) -> list[dict[str, Any]]:
+    calls = []
+    for n, call in enumerate(expected):
+        args = {}
+        for name, accepted in (call.get("arguments") or {}).items():
+            values = accepted if isinstance(accepted, list) else [accepted]
+            chosen = next((v for v in values if v != ""), None)
+            if chosen is not None:
+                args[name] = chosen
+        calls.append({"name": call.get("name", "tool"), "arguments": args})
+    if not right and calls:
+        r = unit_draw(key, "tool")
+        victim = calls[int(r * len(calls))]
+        if r < 0.4 and victim["arguments"]:
+            arg = sorted(victim["arguments"])[0]
+            value = victim["arguments"][arg]
+            victim["arguments"][arg] = value + 1 if isinstance(value, (int, float)) and not isinstance(value, bool) else f"{value}?"
+        elif r < 0.7 and victim["arguments"]:
+            victim["arguments"].pop(sorted(victim["arguments"])[-1])
+        elif len(calls) > 1:
+            calls.pop()
+        else:
+            victim["name"] = victim["name"] + "_v2"
+    return calls
+
+
+def _tool_call_payload(calls: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "index": i,
+            "id": f"call_{key}_{i}",
+            "type": "function",
+            "function": {"name": c["name"], "arguments": orjson.dumps(c["arguments"]).decode()},
+        }
+        for i, c in enumerate(calls)
+    ]
+
+
+def _sse(obj: Any) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+def build_app(profile: Profile, items: list[Item], seed: int = 0) -> web.Application:
+    state = SimState(profile, items, seed)
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app["sim"] = state
+    created = int(time.time())
+
+    async def models(_request: web.Request) -> web.Response:
+        return web.json_response(
+            {"object": "list", "data": [{"id": f"sim-{profile.name}", "object": "model", "created": created, "owned_by": "loadbench"}]}
+        )
+
+    async def health(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "profile": profile.name, "served": state.served})
+
+    async def complete(request: web.Request, chat: bool) -> web.StreamResponse:
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return web.json_response({"error": {"message": "request body is not JSON", "type": "invalid_request_error"}}, status=400)
+        if not isinstance(body, dict) or (chat and not isinstance(body.get("messages"), list)):
+            return web.json_response({"error": {"message": "messages must be a list", "type": "invalid_request_error"}}, status=400)
+        reply = state.reply(body, chat)
+        model = body.get("model") or f"sim-{profile.name}"
+        rid = f"cmpl-sim-{state.served}"
+        state.served += 1
+        stream = bool(body.get("stream"))
+        usage = {
+            "prompt_tokens": reply.prompt_tokens,
+            "completion_tokens": len(reply.pieces) + sum(len(split_tokens(orjson.dumps(c["arguments"]).decode())) for c in reply.tool_calls or []),
+            "total_tokens": 0,
+            "prompt_tokens_details": {"cached_tokens": 0},
+        }
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        obj_kind = "chat.completion" if chat else "text_completion"
+
+        async with state.slots:
+            state.active += 1
+            try:
+                await asyncio.sleep(prefill_s(profile, reply.prompt_tokens))
+                if not stream:
+                    for _ in range(max(len(reply.pieces) - 1, 0)):
+                        await asyncio.sleep(decode_step_s(profile, state.active))
+                    text = "".join(reply.pieces)
+                    if chat:
+                        message: dict[str, Any] = {"role": "assistant", "content": text or None}
+                        if reply.tool_calls:
+                            message["tool_calls"] = [
+                                {k: v for k, v in c.items() if k != "index"} for c in _tool_call_payload(reply.tool_calls, rid)
+                            ]
+                        choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": reply.finish_reason}
+                    else:
+                        choice = {"index": 0, "text": text, "finish_reason": reply.finish_reason}
+                    return web.json_response(
+                        {"id": rid, "object": obj_kind, "created": created, "model": model, "choices": [choice], "usage": usage},
+                        dumps=lambda o: orjson.dumps(o).decode(),
+                    )
+                resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+                await resp.prepare(request)
+                base = {"id": rid, "object": f"{obj_kind}.chunk", "created": created, "model": model}
+                if chat:  # the role-only prelude real servers send before any output
+                    await resp.write(_sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}))
+                if reply.tool_calls:
+                    for call in _tool_call_payload(reply.tool_calls, rid):
+                        await resp.write(_sse({**base, "choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}]}))
+                        await asyncio.sleep(decode_step_s(profile, state.active))
+                for i, piece in enumerate(reply.pieces):
+                    if i:
+                        await asyncio.sleep(decode_step_s(profile, state.active))
+                    delta = {"index": 0, "delta": {"content": piece}, "finish_reason": None} if chat else {"index": 0, "text": piece, "finish_reason": None}
+                    await resp.write(_sse({**base, "choices": [delta]}))
+                end = {"index": 0, "delta": {}, "finish_reason": reply.finish_reason} if chat else {"index": 0, "text": "", "finish_reason": reply.finish_reason}
+                await resp.write(_sse({**base, "choices": [end]}))
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    await resp.write(_sse({**base, "choices": [], "usage": usage}))
+                await resp.write(b"data: [DONE]\n\n")
+                await resp.write_eof()
+                return resp
+            finally:
+                state.active -= 1
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        return await complete(request, True)
+
+    async def completions(request: web.Request) -> web.StreamResponse:
+        return await complete(request, False)
+
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/health", health)
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/completions", completions)
+    return app
+
+
+def load_profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise KeyError(name)
+    return PROFILES[name]
+
+
+async def serve(profile_name: str, port: int, dataset: Path | None, seed: int, host: str = "127.0.0.1") -> None:
+    """Run until cancelled; prints one JSON line with the bound port once listening."""
+    profile = load_profile(profile_name)
+    items = load_dataset(dataset) if dataset else []
+    app = build_app(profile, items, seed)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=4096)
+    await site.start()
+    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    print(orjson.dumps({"port": bound, "profile": profile.name, "items": len(items)}).decode(), flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

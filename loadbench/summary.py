@@ -1,0 +1,87 @@
+"""The run summary: a pure view over the recorder's counters and histograms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .hdr import summarize
+from .recorder import METRICS, CandidateRecorder, Counts, Recorder
+
+SUMMARY_SCHEMA_VERSION = 1
+_METRIC_KEYS = {m: f"{m}_s" for m in METRICS}
+
+
+def _requests(c: Counts) -> dict[str, Any]:
+    return {
+        "scheduled": c.scheduled,
+        "sent": c.sent,
+        "ok": c.ok,
+        "errors": dict(sorted(c.errors.items())),
+        "error_total": c.error_count,
+        "dropped": c.dropped,
+        "cancelled": c.cancelled,
+    }
+
+
+def _token_source(c: Counts) -> str:
+    sources = {k for k, v in c.token_sources.items() if v}
+    if not sources:
+        return "none"
+    return sources.pop() if len(sources) == 1 else "mixed"
+
+
+def candidate_summary(rec: CandidateRecorder, *, offered_rate_qps: float | None, mode: str) -> dict[str, Any]:
+    w = rec.window
+    out: dict[str, Any] = {
+        "requests": _requests(rec.total),
+        "window": _requests(w),
+        "offered_rate_qps": offered_rate_qps if mode == "open" else None,
+        "achieved_rate_qps": rec.sent.rate_per_s(),
+        "throughput_rps": None,
+        "error_ratio": (w.error_count / w.sent) if w.sent else None,
+    }
+    if rec.done_ok.n >= 1 and rec.first_intended_ok.n >= 1:
+        span_ns = rec.done_ok.hi - rec.first_intended_ok.lo
+        out["throughput_rps"] = rec.done_ok.n / (span_ns / 1e9) if span_ns > 0 else None
+    for metric, key in _METRIC_KEYS.items():
+        out[key] = summarize(rec.hists[metric])
+    out["histogram_overflows"] = rec.overflows
+    out["tokens"] = {
+        "input": w.input_tokens,
+        "output": w.output_tokens,
+        "cached": w.cached_tokens,
+        "source": _token_source(w),
+        "output_per_s": (w.output_tokens / ((rec.done_ok.hi - rec.first_intended_ok.lo) / 1e9))
+        if rec.done_ok.n and rec.done_ok.hi > rec.first_intended_ok.lo else None,
+    }
+    out["cost_usd"] = {
+        "total": w.cost_usd,
+        "per_request": (w.cost_usd / w.sent) if w.sent else None,
+        "run_total": rec.total.cost_usd,
+    }
+    return out
+
+
+def offered_rate(rec: CandidateRecorder) -> float | None:
+    return rec.intended.rate_per_s()
+
+
+def build_summary(recorder: Recorder, meta: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
+    """summary.json content.  `meta` is run.json; `outcome` says how the run ended."""
+    mode = meta.get("load", {}).get("mode", "open")
+    candidates = {}
+    for name, rec in recorder.candidates.items():
+        candidates[name] = candidate_summary(rec, offered_rate_qps=offered_rate(rec), mode=mode)
+    return {
+        "schema_version": SUMMARY_SCHEMA_VERSION,
+        "run_id": meta.get("run_id"),
+        "scenario": meta.get("scenario"),
+        "started_at": meta.get("started_at"),
+        "mode": "closed-loop" if mode == "closed" else "open-loop",
+        "load": meta.get("load", {}),
+        "window": {"warmup_s": meta.get("load", {}).get("warmup_s", 0.0)},
+        "outcome": outcome,
+        "client": {"event_loop_lag_s": summarize(recorder.loop_lag)},
+        "candidates": candidates,
+        "provenance": meta.get("provenance", {}),
+    }
