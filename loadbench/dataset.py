@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from pathlib import Path
 from typing import Any, Literal
@@ -96,6 +97,49 @@ class Item(BaseModel):
         return self.prompt_text()
 
 
+def _union_branch(part: object) -> str | None:
+    if isinstance(part, str) and (part in ("str", "int", "float", "bool") or "[" in part):
+        return "list" if part.startswith("list[") else "dict" if part.startswith("dict[") else part
+    return None
+
+
+_PY_TYPE = {str: "str", list: "list", dict: "dict", int: "int", float: "float", bool: "bool"}
+
+
+def _line_problems(shown: str, lineno: int, err: ValidationError, obj: dict[str, Any]) -> list[Problem]:
+    """One problem per field.  For a union field, only the errors of the branch matching the
+    value's JSON type are kept (a list input gets list errors, not "should be a string")."""
+    by_field: dict[str, list[str]] = {}
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        if len(loc) >= 2 and isinstance(loc[0], str) and _union_branch(loc[1]) is not None:
+            actual = _PY_TYPE.get(type(obj.get(loc[0])))
+            branches = {_union_branch(x["loc"][1]) for x in err.errors() if len(x["loc"]) >= 2 and x["loc"][0] == loc[0]}
+            if actual in branches and _union_branch(loc[1]) != actual:
+                continue
+        # pydantic adds the union member tried ("str", "list[Message]") to the location
+        loc = tuple(part for part in loc if not (isinstance(part, str) and ("[" in part or part in ("str", "int"))))
+        field = format_loc(loc) or "(record)"
+        if e["type"] == "missing":
+            msg = "required field is missing"
+        elif e["type"] == "extra_forbidden":
+            msg = "unknown field" + _did_you_mean(str(loc[-1]), loc[:-1])
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+        msgs = by_field.setdefault(field, [])
+        if msg not in msgs:
+            msgs.append(msg)
+    return [Problem(shown, lineno, field, "; or ".join(msgs)) for field, msgs in by_field.items()]
+
+
+def _did_you_mean(key: str, parent: tuple[Any, ...]) -> str:
+    fields = {(): Item.model_fields, ("request",): RequestOverlay.model_fields}.get(tuple(parent))
+    if not fields:
+        return ""
+    close = difflib.get_close_matches(key, [f.alias or name for name, f in fields.items()], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def stable_id(raw_input: Any) -> str:
     return "item-" + hashlib.sha1(orjson.dumps(raw_input, option=orjson.OPT_SORT_KEYS)).hexdigest()[:12]
 
@@ -140,12 +184,7 @@ def load_dataset(path: Path, shown: str | None = None) -> list[Item]:
         try:
             item = Item.model_validate(obj)
         except ValidationError as err:
-            for e in err.errors():
-                field = format_loc(tuple(e["loc"])) or "(record)"
-                msg = "required field is missing" if e["type"] == "missing" else e["msg"].removeprefix("Value error, ")
-                if e["type"] == "extra_forbidden":
-                    msg = "unknown field"
-                problems.append(Problem(shown, lineno, field, msg))
+            problems.extend(_line_problems(shown, lineno, err, obj))
             continue
         if item.id is None:
             item.id = stable_id(obj.get("input"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import IO
 
+from .hdr import value_at_percentile
 from .recorder import Recorder
 from .report import fmt_s
 from .runner import Lane
@@ -18,7 +19,7 @@ def progress_lines(recorder: Recorder, lanes: list[Lane], elapsed_s: float, plan
         rec = recorder.candidates[lane.name]
         t = rec.total
         hist = rec.hists["latency"]
-        p95 = hist.get_value_at_percentile(95.0) * 1e-6 if hist.get_total_count() else None
+        p95 = value_at_percentile(hist, 95.0) * 1e-6 if hist.get_total_count() else None
         lines.append(
             f"{head} {lane.name.ljust(width)}  sent {t.sent:>7}  in-flight {lane.in_flight:>5}  "
             f"ok {t.ok:>7}  err {t.error_count:>5}  drop {t.dropped:>5}  p95 {fmt_s(p95):>8}"

@@ -86,6 +86,7 @@ class Runner:
         self._stop = asyncio.Event()
         self._hard_stop = asyncio.Event()
         self.stop_reason = "completed"
+        self._stop_requested_ns = 0
         self.t0_ns = 0
         self.dispatched = 0
         for lane in lanes:
@@ -99,6 +100,7 @@ class Runner:
             self._hard_stop.set()
             return
         self.stop_reason = reason
+        self._stop_requested_ns = self.clock.now_ns()
         self._stop.set()
 
     @property
@@ -248,7 +250,7 @@ class Runner:
         and by each request's own timeout otherwise."""
         while self._tasks and not self._hard_stop.is_set():
             if self._stop.is_set():
-                deadline = self.clock.now_ns() + self.grace_ns
+                deadline = self._stop_requested_ns + self.grace_ns
                 while self._tasks and not self._hard_stop.is_set() and self.clock.now_ns() < deadline:
                     await self.clock.sleep_ns(min(MAX_SLEEP_NS, deadline - self.clock.now_ns()))
                 return

@@ -104,14 +104,15 @@ class Scenario(_Strict):
     load: Load
     output: Output = Field(default_factory=Output)
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> Scenario:
+    @field_validator("candidates")
+    @classmethod
+    def _unique_names(cls, candidates: list[Candidate]) -> list[Candidate]:
         seen: set[str] = set()
-        for c in self.candidates:
+        for c in candidates:
             if c.name in seen:
                 raise ValueError(f"candidate name {c.name!r} is used twice")
             seen.add(c.name)
-        return self
+        return candidates
 
 
 # ---------------------------------------------------------------------------- loading

@@ -67,7 +67,7 @@ class SimState:
         tools = body.get("tools") if chat else None
         calls = None
         if item is None:
-            text = filler_text(int(max_tokens or self.profile.filler_tokens), prompt[:200])
+            text = filler_text(self.profile.filler_tokens, prompt[:200])
         else:
             right = answers_right(self.seed, self.profile, item.id or "")
             calls, text = self._item_answer(item, right, bool(tools))
@@ -135,10 +135,13 @@ def _sse(obj: Any) -> bytes:
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
+SIM_STATE: web.AppKey[SimState] = web.AppKey("sim_state", SimState)
+
+
 def build_app(profile: Profile, items: list[Item], seed: int = 0) -> web.Application:
     state = SimState(profile, items, seed)
     app = web.Application(client_max_size=64 * 1024 * 1024)
-    app["sim"] = state
+    app[SIM_STATE] = state
     created = int(time.time())
 
     async def models(_request: web.Request) -> web.Response:

@@ -1,0 +1,84 @@
+"""The simulator server on loopback: API shape, answers from the eval set, batch-slot queueing."""
+
+import asyncio
+import json
+
+import aiohttp
+import pytest
+
+from loadbench.client import ClientSettings, OpenAIClient, build_payload
+from loadbench.clock import MonotonicClock
+from loadbench.dataset import Item
+from loadbench.records import OK, RequestResult
+from loadbench.sim_model import PROFILES, Profile
+from loadbench.simulator import build_app
+
+ITEMS = [
+    Item.model_validate({"id": "q1", "input": "Capital of France?", "target": "Paris"}),
+    Item.model_validate({"id": "q2", "input": "Weather in Oslo?", "request": {"tools": [{"type": "function", "function": {"name": "get_weather"}}]},
+                         "expected_tool_calls": [{"name": "get_weather", "arguments": {"city": ["Oslo", "oslo"], "unit": ["", "celsius"]}}]}),
+]
+PERFECT = Profile(name="perfect", description="", slots=2, prefill_base_s=0.05, prefill_per_token_s=0.0,
+                  decode_per_token_s=0.01, decode_slowdown=0.0, accuracy=1.0, filler_tokens=8,
+                  input_per_mtok=0, output_per_mtok=0)
+
+
+async def ask(base, item_input, *, stream=True, tools=None, api="chat", max_tokens=None):
+    params = {}
+    if tools:
+        params["tools"] = tools
+    if max_tokens:
+        params["max_tokens"] = max_tokens
+    payload = build_payload(api=api, model="sim", stream=stream, messages=[{"role": "user", "content": item_input}],
+                            prompt=item_input, params=params)
+    settings = ClientSettings(url=base + ("/v1/chat/completions" if api == "chat" else "/v1/completions"),
+                              api=api, stream=stream, timeout_s=10, headers={"Content-Type": "application/json"})
+    r = RequestResult(seq=0, candidate="c", item_id="x", item_index=0, epoch=0, intended_ns=0, in_window=True)
+    clock = MonotonicClock()
+    async with aiohttp.ClientSession() as s:
+        t0 = clock.now_ns()
+        await OpenAIClient(s, settings, clock).send(payload, len(item_input), r, t0)
+    return r
+
+
+async def test_answers_items_and_reports_usage(serve_app):
+    base = await serve_app(build_app(PERFECT, ITEMS))
+    for stream in (True, False):
+        r = await ask(base, "Capital of France?", stream=stream)
+        assert (r.status, r.text, r.finish_reason, r.token_source) == (OK, "Paris", "stop", "server")
+        assert r.input_tokens == 4 and r.output_tokens == 1
+    r = await ask(base, "Capital of France?", api="completions")
+    assert r.text == "Paris"
+
+
+async def test_tool_calls_follow_the_expected_calls(serve_app):
+    base = await serve_app(build_app(PERFECT, ITEMS))
+    r = await ask(base, "Weather in Oslo?", tools=[{"type": "function", "function": {"name": "get_weather"}}])
+    assert r.status == OK and r.finish_reason == "tool_calls"
+    assert [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in r.tool_calls] == [("get_weather", {"city": "Oslo", "unit": "celsius"})]
+
+
+async def test_unknown_prompt_gets_filler_and_max_tokens_truncates(serve_app):
+    base = await serve_app(build_app(PERFECT, ITEMS))
+    r = await ask(base, "something else entirely")
+    assert r.status == OK and r.output_tokens >= PERFECT.filler_tokens
+    r = await ask(base, "something else entirely", max_tokens=3)
+    assert r.output_tokens == 3 and r.finish_reason == "length"
+
+
+async def test_models_endpoint_and_bad_body(serve_app):
+    base = await serve_app(build_app(PROFILES["instant"], []))
+    async with aiohttp.ClientSession() as s:
+        async with s.get(base + "/v1/models") as resp:
+            assert (await resp.json())["data"][0]["id"] == "sim-instant"
+        async with s.post(base + "/v1/chat/completions", data=b"{nope") as resp:
+            assert resp.status == 400
+
+
+async def test_requests_beyond_the_batch_slots_wait_in_a_queue(serve_app):
+    base = await serve_app(build_app(PERFECT, ITEMS))  # 2 slots, 50 ms prefill, 1 token
+    results = await asyncio.gather(*(ask(base, "Capital of France?") for _ in range(6)))
+    ttfts = sorted((r.first_token_ns - r.sent_ns) / 1e9 for r in results)
+    # pairs are served in waves of ~50 ms
+    assert ttfts[0] == pytest.approx(0.05, abs=0.04)
+    assert ttfts[-1] >= 0.14
