@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--dataset", help="eval set the simulator answers (JSONL)")
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    sim.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
 
     sub.add_parser("profiles", help="list the simulator profiles")
     return p
@@ -119,7 +120,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         raise ConfigError.single("--profile", f"unknown profile {args.profile!r}; known: {', '.join(PROFILES)}")
     dataset = Path(args.dataset) if args.dataset else None
     try:
-        asyncio.run(serve(args.profile, args.port, dataset, args.seed, args.host))
+        asyncio.run(serve(args.profile, args.port, dataset, args.seed, args.host, args.parent_pid))
     except KeyboardInterrupt:
         pass
     return EXIT_OK

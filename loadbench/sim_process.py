@@ -27,7 +27,8 @@ class SimProcess:
 
 
 async def start_sim(profile: str, dataset: Path | None, seed: int) -> SimProcess:
-    args = [sys.executable, "-m", "loadbench", "sim", "--port", "0", "--profile", profile, "--seed", str(seed)]
+    args = [sys.executable, "-m", "loadbench", "sim", "--port", "0", "--profile", profile, "--seed", str(seed),
+            "--parent-pid", str(os.getpid())]
     if dataset is not None:
         args += ["--dataset", str(dataset)]
     proc = await asyncio.create_subprocess_exec(

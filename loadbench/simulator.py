@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,8 +238,10 @@ def load_profile(name: str) -> Profile:
     return PROFILES[name]
 
 
-async def serve(profile_name: str, port: int, dataset: Path | None, seed: int, host: str = "127.0.0.1") -> None:
-    """Run until cancelled; prints one JSON line with the bound port once listening."""
+async def serve(profile_name: str, port: int, dataset: Path | None, seed: int, host: str = "127.0.0.1",
+                parent_pid: int | None = None) -> None:
+    """Run until cancelled (or until `parent_pid` is gone); prints one JSON line with the
+    bound port once listening."""
     profile = load_profile(profile_name)
     items = load_dataset(dataset) if dataset else []
     app = build_app(profile, items, seed)
@@ -249,6 +252,21 @@ async def serve(profile_name: str, port: int, dataset: Path | None, seed: int, h
     bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     print(orjson.dumps({"port": bound, "profile": profile.name, "items": len(items)}).decode(), flush=True)
     try:
-        await asyncio.Event().wait()
+        if parent_pid is None:
+            await asyncio.Event().wait()
+        else:
+            # A driver killed with SIGKILL cannot stop us: notice that it is gone and exit.
+            while _alive(parent_pid) and os.getppid() == parent_pid:
+                await asyncio.sleep(0.5)
     finally:
         await runner.cleanup()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
