@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import platform
 import secrets
@@ -287,6 +288,10 @@ async def execute(
                 except (NotImplementedError, RuntimeError):
                     pass
         tick = loop.create_task(ticker())
+        # Everything allocated so far lives for the whole run: keep the cyclic GC from
+        # rescanning it in full collections that would stall the sending loop.
+        gc.collect()
+        gc.freeze()
         t0 = clock.now_ns()
         runner.t0_ns = t0
         try:
@@ -300,6 +305,7 @@ async def execute(
             recorder.flush(elapsed)
             results_log.close()
             hlog_file.close()
+            gc.unfreeze()
         if view is not None:
             view.show(progress_lines(recorder, lanes, elapsed, planned_s), 1e9)
         outcome_info = {

@@ -36,8 +36,9 @@ def record_batch(hist: HdrHistogram, values: np.ndarray | list[int]) -> int:
     arr = np.asarray(values, dtype=np.int64)
     if arr.size == 0:
         return 0
+    given = arr.size
     arr = arr[arr >= 0]
-    negatives = int(np.asarray(values).size - arr.size)
+    negatives = int(given - arr.size)
     if arr.size == 0:
         return negatives
     idx = counts_indices(hist, arr)
@@ -48,7 +49,12 @@ def record_batch(hist: HdrHistogram, values: np.ndarray | list[int]) -> int:
         idx = idx[ok]
     if arr.size:
         counts = np.ctypeslib.as_array(hist.counts)
-        counts += np.bincount(idx, minlength=hist.counts_len).astype(counts.dtype, copy=False)
+        if arr.size * 16 < hist.counts_len:
+            # a small batch: touch only its buckets instead of the whole counts array
+            buckets, n = np.unique(idx, return_counts=True)
+            counts[buckets] += n.astype(counts.dtype, copy=False)
+        else:
+            counts += np.bincount(idx, minlength=hist.counts_len).astype(counts.dtype, copy=False)
         hist.total_count += int(arr.size)
         hist.min_value = min(hist.min_value, int(arr.min()))
         hist.max_value = max(hist.max_value, int(arr.max()))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from hdrh.histogram import HdrHistogram
 
@@ -91,7 +94,8 @@ class CandidateRecorder:
         self.hists: dict[str, HdrHistogram] = {m: new_histogram() for m in METRICS}
         self.interval: dict[str, HdrHistogram] = {m: new_histogram() for m in METRICS}
         # (metric, in_window) -> buffered µs values; recorded in one numpy batch per flush.
-        self._buffers: dict[str, tuple[list[int], list[int]]] = {m: ([], []) for m in METRICS}
+        # array('q') rather than list: numpy reads it without converting each element.
+        self._buffers: dict[str, tuple[array[int], array[int]]] = {m: (array("q"), array("q")) for m in METRICS}
         self.overflows = 0
         self.intended = _Span()
         self.sent = _Span()
@@ -130,14 +134,17 @@ class CandidateRecorder:
 
     def flush(self) -> None:
         """Move buffered values into the interval and window histograms."""
-        for metric, (outside, inside) in self._buffers.items():
+        buffers = self._buffers
+        for metric, (outside, inside) in buffers.items():
+            if not inside and not outside:
+                continue
+            buffers[metric] = (array("q"), array("q"))  # fresh buffers; numpy keeps reading the old ones
             if inside:
-                self.overflows += record_batch(self.hists[metric], inside)
-                record_batch(self.interval[metric], inside)
-                inside.clear()
+                values = np.frombuffer(inside, dtype=np.int64)
+                self.overflows += record_batch(self.hists[metric], values)
+                record_batch(self.interval[metric], values)
             if outside:
-                self.overflows += record_batch(self.interval[metric], outside)
-                outside.clear()
+                self.overflows += record_batch(self.interval[metric], np.frombuffer(outside, dtype=np.int64))
 
 
 class Recorder:
@@ -148,7 +155,7 @@ class Recorder:
         self._hlog = hlog
         self._interval_start_s = 0.0
         self.loop_lag = new_histogram()
-        self._loop_lag_buf: list[int] = []
+        self._loop_lag_buf: array[int] = array("q")
 
     def __call__(self, r: RequestResult) -> None:
         self.candidates[r.candidate].add(r)
@@ -159,8 +166,8 @@ class Recorder:
     def flush(self, now_s: float | None = None) -> None:
         """Record buffered values; with an interval log, also close the interval at now_s."""
         if self._loop_lag_buf:
-            record_batch(self.loop_lag, self._loop_lag_buf)
-            self._loop_lag_buf.clear()
+            lags, self._loop_lag_buf = self._loop_lag_buf, array("q")
+            record_batch(self.loop_lag, np.frombuffer(lags, dtype=np.int64))
         for rec in self.candidates.values():
             rec.flush()
         if self._hlog is not None and now_s is not None:

@@ -46,6 +46,21 @@ class Plan:
     users: int = 0
     requests: int | None = None
     duration_ns: int | None = None
+    # Schedule positions of `offsets_ns` when this plan is one partition of a larger one.
+    seqs: np.ndarray | None = None
+
+    def partition(self, index: int, count: int) -> Plan:
+        """Every count-th arrival starting at `index`: worker `index` of `count` sends these.
+        Positions (and so items and intended times) are those of the whole plan, so merged
+        results equal a single worker's."""
+        if not 0 <= index < count:
+            raise ValueError("partition index out of range")
+        seqs = np.arange(len(self.offsets_ns), dtype=np.int64) if self.seqs is None else self.seqs
+        return Plan(
+            offsets_ns=self.offsets_ns[index::count], order=self.order, item_ids=self.item_ids,
+            warmup_ns=self.warmup_ns, mode=self.mode, users=self.users, requests=self.requests,
+            duration_ns=self.duration_ns, seqs=seqs[index::count],
+        )
 
 
 @dataclass(slots=True)
@@ -143,6 +158,7 @@ class Runner:
         clock = self.clock
         t0 = self.t0_ns
         offsets = self.plan.offsets_ns.tolist()  # plain ints: cheaper to compare than numpy scalars
+        seqs = self.plan.seqs.tolist() if self.plan.seqs is not None else range(len(offsets))
         n = len(offsets)
         i = 0
         stop = self._stop
@@ -151,16 +167,14 @@ class Runner:
             # Dispatch everything whose time has come, each stamped with its own intended time.
             while i < n and offsets[i] <= now:
                 for lane in self.lanes:
-                    self._dispatch(lane, i, offsets[i])
+                    self._dispatch(lane, seqs[i], offsets[i])
                 i += 1
             self.dispatched = i
             if i >= n:
                 break
-            wait = offsets[i] - (clock.now_ns() - t0)
-            if wait > 0:
-                await clock.sleep_ns(min(wait, MAX_SLEEP_NS))
-            else:
-                await asyncio.sleep(0)
+            # Wake at the next intended time (or sooner, to notice a stop request).
+            now_abs = clock.now_ns()
+            await clock.sleep_until_ns(min(t0 + offsets[i], now_abs + MAX_SLEEP_NS))
 
     def _dispatch(self, lane: Lane, seq: int, intended_ns: int) -> None:
         plan = self.plan

@@ -154,3 +154,18 @@ async def test_closed_loop_users_send_back_to_back():
     assert len(records) == 6
     assert sorted(r.sent_ns for r in records) == [0, 0, 10 * MS, 10 * MS, 20 * MS, 20 * MS]
     assert all(r.latency_ns == r.service_ns == 10 * MS for r in records)
+
+
+async def test_partitioned_plans_together_send_exactly_the_whole_plan():
+    clock = FakeClock()
+    whole = plan_of([0, 3, 5, 9, 12, 20, 21], n_items=4)
+    merged = []
+    for k in range(3):
+        part_clock = FakeClock()
+        records, _, _ = await run(whole.partition(k, 3), [stub_lane("a", part_clock, lambda s: 2)], part_clock)
+        merged += records
+    single, _, _ = await run(whole, [stub_lane("a", clock, lambda s: 2)], clock)
+    key = lambda r: (r.seq, r.intended_ns, r.item_id, r.epoch, r.latency_ns)  # noqa: E731
+    assert sorted(map(key, merged)) == sorted(map(key, single))
+    with pytest.raises(ValueError):
+        whole.partition(3, 3)
