@@ -79,6 +79,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # A relative output.dir is relative to where loadbench runs, like any CLI's output path.
     out_root = Path(args.out or scenario.output.dir)
 
+    # Scoring runs in a thread: a short GIL switch interval bounds how long it can hold
+    # up the sending loop (the default 5 ms would show as schedule lag).
+    sys.setswitchinterval(0.0005)
     result = asyncio.run(execute(resolved, out_root=out_root, quiet=args.quiet))
     if args.json:
         print(dumps(result.summary))

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from .errors import ConfigError, Problem, format_loc
 
@@ -47,6 +47,11 @@ class Item(BaseModel):
     expected_tool_calls: list[dict[str, Any]] | None = None
     expect_no_tool_call: bool = False
     assert_: list[dict[str, Any] | str] | None = Field(None, alias="assert")
+    _line: int = PrivateAttr(0)  # line in the eval-set file, for error messages
+
+    @property
+    def line(self) -> int:
+        return self._line
 
     @model_validator(mode="before")
     @classmethod
@@ -197,6 +202,7 @@ def load_dataset(path: Path, shown: str | None = None) -> list[Item]:
             problems.append(Problem(shown, lineno, "id", f"duplicate id {item.id!r} (first on line {seen[item.id]})"))
             continue
         seen[item.id] = lineno
+        item._line = lineno
         items.append(item)
     if problems:
         raise ConfigError(problems)

@@ -33,6 +33,10 @@ from .runner import Lane, Plan, Runner, RunOutcome
 from .scenario import Candidate, Scenario
 from .sim_model import PROFILES
 from .sim_process import SimProcess, start_sim, stop_sim
+from .judge import JudgeSettings
+from .quality import QualityAggregator
+from .scoring import CompiledSpec, compile_item_specs
+from .scoring_worker import ScoringWorker
 from .summary import build_summary
 
 NS_PER_S = 1_000_000_000
@@ -53,6 +57,8 @@ class Resolved:
     dataset_path: Path
     items: list[Item]
     secrets: dict[str, str]  # candidate name -> API key (never written anywhere)
+    specs: list[list[CompiledSpec]]  # scorers per item
+    judge_secret: str | None = None
 
 
 def resolve(scenario: Scenario, scenario_path: str, scenario_dir: Path, only: list[str] | None = None) -> Resolved:
@@ -76,15 +82,30 @@ def resolve(scenario: Scenario, scenario_path: str, scenario_dir: Path, only: li
                                         f"environment variable {cand.api_key_env} is not set (it should hold the API key)"))
             else:
                 keys[cand.name] = value
+    judge = scenario.scoring.judge
+    judge_secret = None
+    if judge is not None:
+        if judge.sim is not None and judge.sim not in PROFILES:
+            problems.append(Problem(scenario_path, None, "scoring.judge.sim", f"unknown simulator profile {judge.sim!r}"))
+        if judge.api_key_env:
+            judge_secret = os.environ.get(judge.api_key_env)
+            if not judge_secret:
+                problems.append(Problem(scenario_path, None, "scoring.judge.api_key_env",
+                                        f"environment variable {judge.api_key_env} is not set (it should hold the judge's API key)"))
     dataset_path = (scenario_dir / scenario.dataset) if not os.path.isabs(scenario.dataset) else Path(scenario.dataset)
     items: list[Item] = []
+    specs: list[list[CompiledSpec]] = []
     try:
         items = load_dataset(dataset_path, shown=_shown(dataset_path))
+        specs, spec_problems = compile_item_specs(items, scenario.scoring.default_assert, _shown(dataset_path),
+                                                  [item.line for item in items])
+        for p in spec_problems:
+            problems.append(Problem(scenario_path, p.line, p.field, p.message) if p.file == "scenario" else p)
     except ConfigError as err:
         problems.extend(err.problems)
     if problems:
         raise ConfigError(problems)
-    return Resolved(scenario, scenario_path, dataset_path, items, keys)
+    return Resolved(scenario, scenario_path, dataset_path, items, keys, specs, judge_secret)
 
 
 def _shown(path: Path) -> str:
@@ -181,8 +202,12 @@ async def execute(
     try:
         base_urls: dict[str, str] = {}
         sim_seed = scenario.load.seed
+        judge_cfg = scenario.scoring.judge
+        sim_profiles = [c.sim for c in scenario.candidates if c.sim is not None]
+        if judge_cfg is not None and judge_cfg.sim is not None:
+            sim_profiles.append(judge_cfg.sim)
         started = await asyncio.gather(
-            *(start_sim(c.sim, resolved.dataset_path, sim_seed) for c in scenario.candidates if c.sim is not None),
+            *(start_sim(profile, resolved.dataset_path, sim_seed) for profile in sim_profiles),
             return_exceptions=True,
         )
         failures = [s for s in started if isinstance(s, BaseException)]
@@ -192,6 +217,22 @@ async def execute(
         sim_iter = iter(sims)
         for cand in scenario.candidates:
             base_urls[cand.name] = next(sim_iter).base_url if cand.sim is not None else (cand.base_url or "")
+        judge_settings = None
+        if judge_cfg is not None:
+            judge_base = next(sim_iter).base_url if judge_cfg.sim is not None else (judge_cfg.base_url or "")
+            judge_headers = {"Content-Type": "application/json", **judge_cfg.headers}
+            if resolved.judge_secret:
+                judge_headers["Authorization"] = f"Bearer {resolved.judge_secret}"
+            jp = judge_cfg.pricing
+            if judge_cfg.sim is not None and jp.input_per_mtok == 0 and jp.output_per_mtok == 0:
+                jp = jp.model_copy(update={"input_per_mtok": PROFILES[judge_cfg.sim].input_per_mtok,
+                                           "output_per_mtok": PROFILES[judge_cfg.sim].output_per_mtok})
+            judge_settings = JudgeSettings(
+                url=endpoint_url(judge_base, "chat"), model=judge_cfg.model or (f"sim-{judge_cfg.sim}" if judge_cfg.sim else None),
+                headers=judge_headers, timeout_s=judge_cfg.timeout_s, max_concurrency=judge_cfg.max_concurrency,
+                rate_qps=judge_cfg.rate_qps, max_tokens=judge_cfg.max_tokens, input_per_mtok=jp.input_per_mtok,
+                output_per_mtok=jp.output_per_mtok, secret=resolved.judge_secret,
+            )
 
         lanes: list[Lane] = []
         plan = build_plan(scenario, resolved.items)
@@ -249,17 +290,24 @@ async def execute(
             "load": scenario.load.model_dump(),
             "planned_requests": len(plan.offsets_ns) if plan.mode == "open" else None,
             "candidates": {c.name: _public_candidate(c, base_urls[c.name]) for c in scenario.candidates},
+            "judge": judge_cfg.model_dump(exclude={"headers"}) if judge_cfg is not None else None,
+            "item_tags": [item.tags for item in resolved.items],
             "provenance": provenance(),
         }
         write_json_atomic(run_dir / "run.json", meta)
 
         results_log = ResultsLog(run_dir / "results.jsonl", store_text=scenario.output.store_text)
         hlog_file = open(run_dir / "histograms.hlog", "w", encoding="ascii")
-        recorder = Recorder([c.name for c in scenario.candidates], HlogWriter(hlog_file))
+        names = [c.name for c in scenario.candidates]
+        recorder = Recorder(names, HlogWriter(hlog_file))
+        quality = QualityAggregator(names, [item.tags for item in resolved.items])
+        worker = ScoringWorker(resolved.items, resolved.specs, results_log, quality, judge_settings)
+        worker.start()
+        submit = worker.submit
 
         def sink(r: RequestResult) -> None:
-            results_log(r)
             recorder(r)
+            submit(r)
 
         runner = Runner(
             plan, lanes, sink, clock, on_saturation=scenario.load.on_saturation,
@@ -274,7 +322,6 @@ async def execute(
             while True:
                 await asyncio.sleep(1.0)
                 elapsed = (clock.now_ns() - runner.t0_ns) / NS_PER_S
-                results_log.flush()
                 recorder.flush(elapsed)
                 if view is not None:
                     view.show(progress_lines(recorder, lanes, elapsed, planned_s), elapsed)
@@ -303,9 +350,14 @@ async def execute(
                 loop.remove_signal_handler(sig)
             elapsed = (clock.now_ns() - t0) / NS_PER_S
             recorder.flush(elapsed)
-            results_log.close()
             hlog_file.close()
             gc.unfreeze()
+            # Scoring finishes off the loop (judge calls may still be running); wait for it.
+            if worker.backlog and view is not None:
+                sys.stderr.write(f"loadbench: scoring the last {worker.backlog} responses...\n")
+            await asyncio.to_thread(worker.close)
+            if worker.error is not None:
+                raise worker.error
         if view is not None:
             view.show(progress_lines(recorder, lanes, elapsed, planned_s), 1e9)
         outcome_info = {
@@ -318,7 +370,10 @@ async def execute(
         }
         meta["outcome"] = outcome_info
         write_json_atomic(run_dir / "run.json", meta)
-        summary = build_summary(recorder, meta, outcome_info)
+        if worker.judge is not None:
+            outcome_info["judge_calls"] = worker.judge.calls
+            outcome_info["judge_errors"] = worker.judge.errors
+        summary = build_summary(recorder, meta, outcome_info, quality)
         write_json_atomic(run_dir / "summary.json", summary)
         return RunResult(run_dir, summary, outcome)
     finally:

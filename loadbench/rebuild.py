@@ -8,6 +8,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .files import read_json
+from .quality import QualityAggregator
 from .recorder import Recorder
 from .results_log import iter_results
 from .summary import build_summary
@@ -28,6 +29,7 @@ def rebuild_summary(run_dir: Path) -> Rebuilt:
     meta: dict[str, Any] = read_json(meta_path) if meta_path.exists() else {}
     names = list((meta.get("candidates") or {}).keys())
     recorder = Recorder(names)
+    quality = QualityAggregator(names, meta.get("item_tags") or [])
     skipped: list[tuple[int, str]] = []
     n = 0
     for lineno, record, problem in iter_results(log):
@@ -37,6 +39,7 @@ def rebuild_summary(run_dir: Path) -> Rebuilt:
         if record.candidate not in recorder.candidates:
             recorder.candidates[record.candidate] = Recorder([record.candidate]).candidates[record.candidate]
         recorder(record)
+        quality.add(record)
         n += 1
         if n % 50_000 == 0:
             recorder.flush()
@@ -46,4 +49,4 @@ def rebuild_summary(run_dir: Path) -> Rebuilt:
     outcome["results_lines"] = n
     if skipped:
         outcome["skipped_lines"] = [{"line": line, "problem": p} for line, p in skipped]
-    return Rebuilt(build_summary(recorder, meta, outcome), n, skipped)
+    return Rebuilt(build_summary(recorder, meta, outcome, quality), n, skipped)

@@ -61,6 +61,9 @@ class RequestResult:
     # Inter-token (inter-chunk) latencies between output-bearing chunks, in µs.
     itl_us: list[int] = field(default_factory=list)
     output_chunks: int = 0
+    # Quality: pass | fail | unscored | skipped (None when the item has no scorers).
+    verdict: str | None = None
+    scores: list[dict[str, Any]] | None = None
 
     @property
     def latency_ns(self) -> int:

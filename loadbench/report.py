@@ -63,8 +63,51 @@ def comparison_rows(summary: dict[str, Any]) -> list[tuple[str, list[str]]]:
     row("cost per request", lambda c: fmt_usd(c["cost_usd"]["per_request"]))
     row("cost (window)", lambda c: fmt_usd(c["cost_usd"]["total"]))
     if any(c.get("accuracy") for c in cands.values()):
-        rows.insert(0, ("accuracy", [_accuracy(c.get("accuracy")) for c in cands.values()]))
+        quality_rows = [
+            ("accuracy [95% CI]", [_accuracy(c.get("accuracy")) for c in cands.values()]),
+            ("accuracy over attempts", [_attempted(c.get("accuracy")) for c in cands.values()]),
+            ("pass / fail / unscored / skipped", [_counts(c.get("accuracy")) for c in cands.values()]),
+            ("cost per correct", [fmt_usd(c["cost_usd"].get("per_correct")) for c in cands.values()]),
+        ]
+        rows[0:0] = quality_rows
     return rows
+
+
+def _attempted(acc: dict[str, Any] | None) -> str:
+    if not acc or acc.get("attempted_value") is None:
+        return "-"
+    return f'{100 * acc["attempted_value"]:.1f}%'
+
+
+def _counts(acc: dict[str, Any] | None) -> str:
+    if not acc:
+        return "-"
+    return f'{acc["pass"]} / {acc["fail"]} / {acc["unscored"]} / {acc["skipped"]}'
+
+
+def quality_details(summary: dict[str, Any], top: int = 4) -> str:
+    """Error classes per candidate and the paired comparisons, in plain lines."""
+    lines = []
+    for name, c in summary["candidates"].items():
+        classes = c.get("quality_error_classes") or {}
+        if classes:
+            shown = ", ".join(f"{k} {v}" for k, v in list(classes.items())[:top])
+            more = f" (+{len(classes) - top} more)" if len(classes) > top else ""
+            lines.append(f"  {name}: {shown}{more}")
+    out = []
+    if lines:
+        out.append("quality error classes (most frequent):")
+        out += lines
+    for cmp in summary.get("comparisons") or []:
+        if cmp.get("diff") is None:
+            continue
+        sig = "significant" if cmp["p_value"] < 0.05 else "not significant"
+        out.append(
+            f"{cmp['a']} vs {cmp['b']}: accuracy difference {100 * cmp['diff']:+.1f} points "
+            f"[{100 * cmp['ci_low']:+.1f}, {100 * cmp['ci_high']:+.1f}] on {cmp['n']} paired requests, "
+            f"McNemar p={cmp['p_value']:.3g} ({sig} at 5%)"
+        )
+    return "\n".join(out)
 
 
 def _accuracy(acc: dict[str, Any] | None) -> str:
@@ -99,4 +142,5 @@ def comparison_table(summary: dict[str, Any]) -> str:
     outcome = summary.get("outcome", {})
     if outcome.get("stop_reason") not in (None, "completed"):
         foot += f"\nrun stopped early: {outcome['stop_reason']}"
-    return f"{head}\n{out}\n{foot}"
+    details = quality_details(summary)
+    return f"{head}\n{out}\n{foot}" + (f"\n\n{details}" if details else "")

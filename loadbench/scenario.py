@@ -91,6 +91,40 @@ class Load(_Strict):
         return self
 
 
+class JudgeConfig(_Strict):
+    """The LLM judge: its own endpoint, pool, concurrency and rate budget."""
+
+    sim: str | None = None
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(60.0, gt=0, le=3600)
+    max_concurrency: int = Field(8, ge=1, le=1024)
+    rate_qps: float | None = Field(None, gt=0)
+    max_tokens: int = Field(512, ge=16)
+    allow_self_judge: bool = False
+    pricing: Pricing = Field(default_factory=Pricing)
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> JudgeConfig:
+        if (self.sim is None) == (self.base_url is None):
+            raise ValueError("give the judge either base_url or sim")
+        return self
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return v.rstrip("/") if v else v
+
+
+class Scoring(_Strict):
+    default_assert: list[dict[str, Any] | str] = Field(default_factory=list)
+    judge: JudgeConfig | None = None
+
+
 class Output(_Strict):
     dir: str = "runs"
     store_text: bool = True
@@ -102,6 +136,7 @@ class Scenario(_Strict):
     dataset: str
     candidates: list[Candidate] = Field(min_length=1)
     load: Load
+    scoring: Scoring = Field(default_factory=Scoring)
     output: Output = Field(default_factory=Output)
 
     @field_validator("candidates")
@@ -113,6 +148,19 @@ class Scenario(_Strict):
                 raise ValueError(f"candidate name {c.name!r} is used twice")
             seen.add(c.name)
         return candidates
+
+    @model_validator(mode="after")
+    def _judge_is_not_a_candidate(self) -> Scenario:
+        judge = self.scoring.judge
+        if judge is None or judge.allow_self_judge:
+            return self
+        for c in self.candidates:
+            same_sim = judge.sim is not None and judge.sim == c.sim
+            same_api = judge.base_url is not None and judge.base_url == c.base_url and judge.model == c.model
+            if same_sim or same_api:
+                raise ValueError(f"the judge is candidate {c.name!r} itself; a model grading its own answers is biased "
+                                 "(set scoring.judge.allow_self_judge: true to allow it)")
+        return self
 
 
 # ---------------------------------------------------------------------------- loading

@@ -60,6 +60,13 @@ PROFILES: dict[str, Profile] = {
             filler_tokens=60, input_per_mtok=0.50, output_per_mtok=1.50, cached_input_per_mtok=0.25,
         ),
         Profile(
+            name="judge",
+            description="a grader model: compares a response with the reference in judge prompts",
+            slots=32, prefill_base_s=0.02, prefill_per_token_s=0.00003,
+            decode_per_token_s=0.004, decode_slowdown=0.5, accuracy=0.95,
+            filler_tokens=40, input_per_mtok=1.0, output_per_mtok=4.0,
+        ),
+        Profile(
             name="instant",
             description="no model delay at all: for measuring the client itself",
             slots=100_000, prefill_base_s=0.0, prefill_per_token_s=0.0,
@@ -172,3 +179,31 @@ def _perturb(value: Any) -> Any:
     if isinstance(value, list):
         return value[:-1]
     return None
+
+
+_SECTION = re.compile(r"^\[(Task|Question|Reference answer|Expert answer|Response|Submission|Additional criterion|Rubric)\]:[ ]?(.*?)(?=^\*\*\*$)",
+                      re.MULTILINE | re.DOTALL)
+
+
+def judge_reply(prompt: str, profile: Profile, seed: int) -> str | None:
+    """If `prompt` is a loadbench judge prompt, grade it like a careful (but not perfect)
+    judge: the response is correct when it contains the reference answer after
+    normalization; the profile's accuracy sets how often the judge gets that wrong."""
+    if "[BEGIN DATA]" not in prompt or "GRADE" not in prompt:
+        return None
+    sections = {m.group(1): m.group(2).strip() for m in _SECTION.finditer(prompt)}
+    reference = sections.get("Reference answer") or sections.get("Expert answer") or ""
+    response = sections.get("Response") or sections.get("Submission") or ""
+    norm = lambda s: " ".join(re.sub(r"[^\w\s]", " ", s.casefold()).split())  # noqa: E731
+    options = [norm(x) for x in reference.split("; or ")] if reference and reference != "(none given)" else []
+    correct = bool(response) and response != "(empty response)" and (not options or any(o and o in norm(response) for o in options))
+    if unit_draw(seed, profile.name, prompt, "judge") >= profile.accuracy:
+        correct = not correct
+    fact = "Expert answer" in sections
+    if fact:
+        letter = "C" if correct else "D"
+        reason = "The submission states the same facts as the expert answer." if correct else "The submission contradicts the expert answer."
+    else:
+        letter = "C" if correct else "I"
+        reason = "The response agrees with the reference answer." if correct else "The response does not match the reference answer."
+    return f"{reason}\nGRADE: {letter}"

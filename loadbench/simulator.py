@@ -19,6 +19,7 @@ from .sim_model import (
     answers_right,
     decode_step_s,
     filler_text,
+    judge_reply,
     prefill_s,
     split_tokens,
     unit_draw,
@@ -64,6 +65,9 @@ class SimState:
     def reply(self, body: dict[str, Any], chat: bool) -> Reply:
         item, prompt = self.lookup(body, chat)
         prompt_tokens = count_sim_tokens(prompt)
+        graded = judge_reply(prompt, self.profile, self.seed) if item is None else None
+        if graded is not None:
+            return Reply(split_tokens(graded), None, "stop", prompt_tokens)
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
         tools = body.get("tools") if chat else None
         calls = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .hdr import summarize
+from .quality import QualityAggregator
 from .recorder import METRICS, CandidateRecorder, Counts, Recorder
 
 SUMMARY_SCHEMA_VERSION = 1
@@ -66,12 +67,23 @@ def offered_rate(rec: CandidateRecorder) -> float | None:
     return rec.intended.rate_per_s()
 
 
-def build_summary(recorder: Recorder, meta: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
+def build_summary(recorder: Recorder, meta: dict[str, Any], outcome: dict[str, Any],
+                  quality: QualityAggregator | None = None) -> dict[str, Any]:
     """summary.json content.  `meta` is run.json; `outcome` says how the run ended."""
     mode = meta.get("load", {}).get("mode", "open")
     candidates = {}
     for name, rec in recorder.candidates.items():
-        candidates[name] = candidate_summary(rec, offered_rate_qps=offered_rate(rec), mode=mode)
+        c = candidate_summary(rec, offered_rate_qps=offered_rate(rec), mode=mode)
+        q = quality.candidate_summary(name, rec.window.cost_usd) if quality is not None else None
+        if q is not None:
+            c["accuracy"] = q["accuracy"]
+            c["scorers"] = q["scorers"]
+            c["quality_error_classes"] = q["quality_error_classes"]
+            c["by_tag"] = q["by_tag"]
+            c["repeats"] = q["repeats"]
+            c["cost_usd"]["per_correct"] = q["per_correct_usd"]
+            c["cost_usd"]["judge"] = q["judge_cost_usd"]
+        candidates[name] = c
     return {
         "schema_version": SUMMARY_SCHEMA_VERSION,
         "run_id": meta.get("run_id"),
@@ -83,5 +95,6 @@ def build_summary(recorder: Recorder, meta: dict[str, Any], outcome: dict[str, A
         "outcome": outcome,
         "client": {"event_loop_lag_s": summarize(recorder.loop_lag)},
         "candidates": candidates,
+        "comparisons": quality.comparisons() if quality is not None else [],
         "provenance": meta.get("provenance", {}),
     }

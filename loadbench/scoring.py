@@ -1,0 +1,305 @@
+"""Scorer registry: specs from items and scenario, promptfoo aliases, and scoring one record."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .dataset import Item
+from .errors import Problem, format_loc
+from .judge import JudgeClient, JudgeSpec, score_judge
+from .records import OK, RequestResult
+from .scorer_instructions import InstructionsSpec, score_instructions
+from .scorer_json import JsonSpec, score_json
+from .scorer_tools import ToolCallSpec, score_tool_call
+from .scorers_basic import (
+    CanarySpec,
+    ChoiceSpec,
+    CostSpec,
+    FinishReasonSpec,
+    LatencySpec,
+    MatchSpec,
+    NumericSpec,
+    RefusalSpec,
+    SpecBase,
+    score_canary,
+    score_choice,
+    score_cost,
+    score_finish_reason,
+    score_latency,
+    score_match,
+    score_numeric,
+    score_refusal,
+)
+from .scores import FAIL, PASS, SKIPPED, ResponseView, Score, build_view, item_verdict, unscored
+
+
+class CustomSpec(SpecBase):
+    type: str = "custom"
+    function: str
+    params: dict[str, Any] = {}
+
+
+SyncScorer = Callable[[Any, Item, ResponseView], Score]
+
+SCORERS: dict[str, tuple[type[SpecBase], SyncScorer | None]] = {
+    "match": (MatchSpec, score_match),
+    "numeric": (NumericSpec, score_numeric),
+    "choice": (ChoiceSpec, score_choice),
+    "json": (JsonSpec, score_json),
+    "tool_call": (ToolCallSpec, score_tool_call),
+    "refusal": (RefusalSpec, score_refusal),
+    "canary": (CanarySpec, score_canary),
+    "instructions": (InstructionsSpec, score_instructions),
+    "finish_reason": (FinishReasonSpec, score_finish_reason),
+    "latency": (LatencySpec, score_latency),
+    "cost": (CostSpec, score_cost),
+    "judge": (JudgeSpec, None),  # asynchronous: needs the judge client
+    "custom": (CustomSpec, None),
+}
+
+# promptfoo assertion names -> (loadbench type, fields to set, where promptfoo's `value` goes)
+ALIASES: dict[str, tuple[str, dict[str, Any], str | None]] = {
+    "equals": ("match", {"mode": "exact", "normalize": "none"}, "target"),
+    "contains": ("match", {"mode": "contains", "normalize": "none"}, "target"),
+    "icontains": ("match", {"mode": "contains", "normalize": ["casefold"]}, "target"),
+    "contains-any": ("match", {"mode": "contains", "normalize": "none"}, "target"),
+    "icontains-any": ("match", {"mode": "contains", "normalize": ["casefold"]}, "target"),
+    "contains-all": ("match", {"mode": "contains", "normalize": "none", "all_of": True}, "target"),
+    "icontains-all": ("match", {"mode": "contains", "normalize": ["casefold"], "all_of": True}, "target"),
+    "starts-with": ("match", {"mode": "prefix", "normalize": "none"}, "target"),
+    "regex": ("match", {"mode": "regex"}, "target"),
+    "is-json": ("json", {"parse": "strict"}, "schema"),
+    "contains-json": ("json", {"parse": "extract"}, "schema"),
+    "is-valid-openai-tools-call": ("tool_call", {}, None),
+    "llm-rubric": ("judge", {"template": "rubric"}, "criterion"),
+    "model-graded-closedqa": ("judge", {"template": "qa"}, "criterion"),
+    "factuality": ("judge", {"template": "fact"}, "target"),
+    "is-refusal": ("refusal", {"expect_refusal": True}, None),
+    "finish-reason": ("finish_reason", {}, "value"),
+    "latency": ("latency", {}, "threshold_ms"),
+    "cost": ("cost", {}, "max_usd"),
+    "python": ("custom", {}, "function"),
+}
+
+
+@dataclass(slots=True)
+class CompiledSpec:
+    spec: Any
+    negate: bool = False  # promptfoo `not-` on a scorer without its own negation
+    custom: Callable[..., Any] | None = None
+
+
+def _from_alias(raw: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    raw = dict(raw)
+    kind = str(raw.get("type", ""))
+    negate = False
+    if kind.startswith("not-"):
+        kind = kind[4:]
+        negate = True
+    if kind in ALIASES:
+        target_type, fields, value_key = ALIASES[kind]
+        value = raw.pop("value", None)
+        raw.update(fields)
+        raw["type"] = target_type
+        if value is not None and value_key:
+            if value_key == "threshold_ms":
+                raw["max_s"] = float(value) / 1000.0
+            else:
+                raw[value_key] = value
+        if kind == "is-refusal" and negate:
+            raw["expect_refusal"] = False
+            negate = False
+        kind = target_type
+    elif negate:
+        raw["type"] = kind
+    if negate and kind == "match":
+        raw["negate"] = not raw.get("negate", False)
+        negate = False
+    raw.pop("weight", None)
+    raw.pop("metric", None)
+    if "threshold" in raw and kind not in ("judge",):
+        raw.pop("threshold")
+    return raw, negate
+
+
+def compile_spec(raw: dict[str, Any] | str) -> CompiledSpec:
+    """Validate one scorer spec.  Raises ValueError with a readable message."""
+    if isinstance(raw, str):
+        raw = {"type": raw}
+    if not isinstance(raw, dict) or "type" not in raw:
+        raise ValueError("a scorer needs a type")
+    data, negate = _from_alias(raw)
+    kind = data["type"]
+    if kind not in SCORERS:
+        known = list(SCORERS) + list(ALIASES)
+        close = difflib.get_close_matches(kind, known, n=1)
+        raise ValueError(f"unknown scorer {kind!r}" + (f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(SCORERS)}"))
+    model, _ = SCORERS[kind]
+    try:
+        spec = model.model_validate(data)
+    except ValidationError as err:
+        e = err.errors()[0]
+        where = format_loc(tuple(e["loc"]))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(str(e["loc"][-1]), list(model.model_fields), n=1)
+            msg = "unknown field" + (f" (did you mean {close[0]!r}?)" if close else "")
+        raise ValueError(f"{kind}: {where + ': ' if where else ''}{msg}") from None
+    custom = None
+    if kind == "custom":
+        custom = load_callable(spec.function)
+    return CompiledSpec(spec, negate, custom)
+
+
+def load_callable(ref: str) -> Callable[..., Any]:
+    module_name, _, attr = ref.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"custom scorer must be named as module:function, got {ref!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"cannot import {module_name!r}: {exc}") from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ValueError(f"{ref!r} is not a callable")
+    return fn
+
+
+def default_specs(item: Item) -> list[dict[str, Any]]:
+    """What to check when neither the item nor the scenario says: infer from the item."""
+    if item.expected_tool_calls or item.expect_no_tool_call:
+        return [{"type": "tool_call"}]
+    rf = item.request.response_format or {}
+    if rf.get("type") == "json_schema":
+        spec: dict[str, Any] = {"type": "json"}
+        if isinstance(item.target, str) and item.target.strip().startswith("{"):
+            import orjson
+
+            try:
+                spec["expected"] = orjson.loads(item.target)
+            except orjson.JSONDecodeError:
+                pass
+        return [spec]
+    if item.target is None:
+        return []
+    if item.choices and isinstance(item.target, str) and len(item.target.strip()) == 1:
+        return [{"type": "choice"}]
+    return [{"type": "match"}]
+
+
+def compile_item_specs(items: list[Item], defaults: list[dict[str, Any] | str], shown: str,
+                       lines: list[int]) -> tuple[list[list[CompiledSpec]], list[Problem]]:
+    problems: list[Problem] = []
+    compiled: list[list[CompiledSpec]] = []
+    cache: dict[str, CompiledSpec] = {}
+    default_compiled: list[CompiledSpec] | None = None
+    for index, item in enumerate(items):
+        raw_list = item.assert_
+        out: list[CompiledSpec] = []
+        if raw_list is None and defaults:
+            if default_compiled is None:
+                default_compiled = []
+                for j, raw in enumerate(defaults):
+                    try:
+                        default_compiled.append(compile_spec(raw))
+                    except ValueError as exc:
+                        problems.append(Problem("scenario", None, f"scoring.default_assert[{j}]", str(exc)))
+            compiled.append(default_compiled)
+            continue
+        raw_list = raw_list if raw_list is not None else default_specs(item)
+        for j, raw in enumerate(raw_list):
+            key = repr(raw)
+            try:
+                if key not in cache:
+                    cache[key] = compile_spec(raw)
+                out.append(cache[key])
+            except ValueError as exc:
+                problems.append(Problem(shown, lines[index] if index < len(lines) else None, f"assert[{j}]", str(exc)))
+        compiled.append(out)
+    return compiled, problems
+
+
+def _negated(score: Score) -> Score:
+    if score.status == PASS:
+        score.status, score.value, score.error_class = FAIL, 0.0, f"negated.{score.scorer}"
+        score.error_classes = [score.error_class]
+    elif score.status == FAIL:
+        score.status, score.value, score.error_class, score.error_classes = PASS, 1.0, None, []
+    return score
+
+
+def _run_custom(c: CompiledSpec, item: Item, view: ResponseView) -> Score:
+    spec = c.spec
+    name = spec.label
+    try:
+        out = c.custom(item, view, spec.params)  # type: ignore[misc]
+    except Exception as exc:  # a user's scorer failing is the scorer's problem, not the candidate's
+        return unscored("custom", name, "scorer.exception", f"{type(exc).__name__}: {exc}")
+    if isinstance(out, Score):
+        return out
+    if isinstance(out, bool):
+        return Score("custom", name, PASS if out else FAIL, 1.0 if out else 0.0, None if out else "custom.fail",
+                     [] if out else ["custom.fail"], gating=spec.gating)
+    if isinstance(out, (int, float)):
+        ok = float(out) >= 1.0 or (0.0 <= float(out) <= 1.0 and float(out) >= float(spec.params.get("threshold", 1.0)))
+        return Score("custom", name, PASS if ok else FAIL, float(out), None if ok else "custom.below_threshold",
+                     [] if ok else ["custom.below_threshold"], gating=spec.gating)
+    return unscored("custom", name, "scorer.bad_return", f"custom scorer returned {type(out).__name__}")
+
+
+def score_sync(specs: list[CompiledSpec], item: Item, view: ResponseView) -> tuple[list[Score], list[CompiledSpec]]:
+    """Run every synchronous scorer; return the scores and the specs still to run (judges)."""
+    scores: list[Score] = []
+    pending: list[CompiledSpec] = []
+    for c in specs:
+        kind = c.spec.type
+        if kind == "judge":
+            pending.append(c)
+            continue
+        if kind == "custom":
+            score = _run_custom(c, item, view)
+        else:
+            fn = SCORERS[kind][1]
+            assert fn is not None
+            try:
+                score = fn(c.spec, item, view)
+            except Exception as exc:  # noqa: BLE001 - a scorer bug must not lose the record
+                score = unscored(kind, c.spec.label, "scorer.exception", f"{type(exc).__name__}: {exc}")
+        score.gating = c.spec.gating
+        scores.append(_negated(score) if c.negate else score)
+    return scores, pending
+
+
+async def score_async(pending: list[CompiledSpec], item: Item, view: ResponseView, judge: JudgeClient | None) -> list[Score]:
+    out = []
+    for c in pending:
+        score = await score_judge(c.spec, item, view, judge)
+        score.gating = c.spec.gating
+        out.append(_negated(score) if c.negate else score)
+    return out
+
+
+def finalize(r: RequestResult, scores: list[Score]) -> None:
+    r.scores = [s.as_dict() for s in scores]
+    r.verdict = item_verdict(scores) if scores else None
+
+
+def skipped_verdict(r: RequestResult, specs: list[CompiledSpec]) -> None:
+    """A request that failed is not scored: every scorer is `skipped`."""
+    r.scores = [{"scorer": c.spec.type, "name": c.spec.label, "status": SKIPPED, "value": None,
+                 "error_class": f"request.{r.error_class or r.status}", "gating": c.spec.gating} for c in specs]
+    r.verdict = SKIPPED if specs else None
+
+
+def needs_scoring(r: RequestResult) -> bool:
+    return r.status == OK
+
+
+__all__ = ["BaseModel", "CompiledSpec", "compile_spec", "compile_item_specs", "score_sync", "score_async",
+           "finalize", "skipped_verdict", "build_view", "needs_scoring", "SCORERS", "ALIASES"]
