@@ -33,6 +33,7 @@ class Profile:
     input_per_mtok: float
     output_per_mtok: float
     cached_input_per_mtok: float | None = None
+    long_context_decay: float = 0.0  # accuracy lost (as a fraction) at 16k prompt tokens and beyond
 
 
 PROFILES: dict[str, Profile] = {
@@ -44,6 +45,7 @@ PROFILES: dict[str, Profile] = {
             slots=48, prefill_base_s=0.015, prefill_per_token_s=0.00004,
             decode_per_token_s=0.008, decode_slowdown=1.0, accuracy=0.74,
             filler_tokens=60, input_per_mtok=0.15, output_per_mtok=0.60, cached_input_per_mtok=0.075,
+            long_context_decay=0.45,
         ),
         Profile(
             name="large-accurate",
@@ -51,6 +53,7 @@ PROFILES: dict[str, Profile] = {
             slots=12, prefill_base_s=0.06, prefill_per_token_s=0.00015,
             decode_per_token_s=0.022, decode_slowdown=1.5, accuracy=0.91,
             filler_tokens=60, input_per_mtok=2.50, output_per_mtok=10.0, cached_input_per_mtok=1.25,
+            long_context_decay=0.12,
         ),
         Profile(
             name="medium",
@@ -58,6 +61,7 @@ PROFILES: dict[str, Profile] = {
             slots=24, prefill_base_s=0.03, prefill_per_token_s=0.00008,
             decode_per_token_s=0.014, decode_slowdown=1.2, accuracy=0.84,
             filler_tokens=60, input_per_mtok=0.50, output_per_mtok=1.50, cached_input_per_mtok=0.25,
+            long_context_decay=0.25,
         ),
         Profile(
             name="judge",
@@ -98,8 +102,10 @@ def unit_draw(*parts: object) -> float:
     return int.from_bytes(h, "big") / 2**64
 
 
-def answers_right(seed: int, profile: Profile, item_id: str) -> bool:
-    return unit_draw(seed, profile.name, item_id, "right") < profile.accuracy
+def answers_right(seed: int, profile: Profile, item_id: str, prompt_tokens: int = 0) -> bool:
+    """Deterministic per (seed, profile, item); long prompts lower the odds (lost in the middle)."""
+    accuracy = profile.accuracy * (1.0 - profile.long_context_decay * min(1.0, prompt_tokens / 16_000))
+    return unit_draw(seed, profile.name, item_id, "right") < accuracy
 
 
 _FILLER = (

@@ -74,7 +74,7 @@ class SimState:
         if item is None:
             text = filler_text(self.profile.filler_tokens, prompt[:200])
         else:
-            right = answers_right(self.seed, self.profile, item.id or "")
+            right = answers_right(self.seed, self.profile, item.id or "", prompt_tokens)
             calls, text = self._item_answer(item, right, bool(tools))
         pieces = split_tokens(text)
         finish = "tool_calls" if calls else "stop"
@@ -95,7 +95,12 @@ class SimState:
             target = target[0] if target else ""
         if target is None:
             return None, filler_text(self.profile.filler_tokens, key)
-        return None, target if right else wrong_answer(target, item.choices, key)
+        if right:
+            return None, target
+        authored = item.metadata.get("sim_wrong_answers")
+        if isinstance(authored, list) and authored:
+            return None, str(authored[int(unit_draw(key, "authored") * len(authored))])
+        return None, wrong_answer(target, item.choices, key)
 
 
 def _tool_calls(expected: list[dict[str, Any]], right: bool, key: str) -> list[dict[str, Any]]:
