@@ -50,6 +50,22 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     sim.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
 
+    resc = sub.add_parser("rescore", help="score a run's stored responses again (no request is sent to a candidate)")
+    resc.add_argument("run_dir")
+    resc.add_argument("--scenario", help="scenario with the scorers and judge to use (default: the run's own)")
+    resc.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="override a scenario field")
+    resc.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    review = sub.add_parser("review", help="human review of a run's verdicts")
+    review_sub = review.add_subparsers(dest="review_command", metavar="ACTION", required=True)
+    rexp = review_sub.add_parser("export", help="write a stratified sample to label (review.csv, review.jsonl)")
+    rexp.add_argument("run_dir")
+    rexp.add_argument("--n", type=int, default=100, help="how many responses to sample (default 100)")
+    rexp.add_argument("--salt", default="loadbench", help="change it to draw a different (still deterministic) sample")
+    rimp = review_sub.add_parser("import", help="read human labels; report agreement, kappa and corrected accuracy")
+    rimp.add_argument("run_dir")
+    rimp.add_argument("file", help="review.csv or review.jsonl with the human_label column filled (pass/fail)")
+
     sub.add_parser("profiles", help="list the simulator profiles")
     return p
 
@@ -137,7 +153,46 @@ def _cmd_profiles(_args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": _cmd_run, "report": _cmd_report, "sim": _cmd_sim, "profiles": _cmd_profiles}
+def _cmd_rescore(args: argparse.Namespace) -> int:
+    from .engine import dumps
+    from .report import comparison_table
+    from .rescore import rescore_run
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError.single(args.run_dir, "not a directory")
+    result = asyncio.run(rescore_run(run_dir, args.scenario, args.set))
+    if args.json:
+        print(dumps(result.rebuilt.summary))
+    else:
+        print(comparison_table(result.rebuilt.summary))
+        print(f"\nrescored {result.records} records ({result.changed} changed); wrote results.jsonl and summary.json"
+              + (f"; the original log is kept as {result.backup.name}" if result.backup else ""))
+    return EXIT_OK
+
+
+def _cmd_review(args: argparse.Namespace) -> int:
+    from .engine import dumps
+    from .review import export_sample, import_labels
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError.single(args.run_dir, "not a directory")
+    if args.review_command == "export":
+        exported = export_sample(run_dir, args.n, args.salt)
+        print(f"sampled {exported.count} responses from {len(exported.strata)} strata (candidate x verdict x tag)")
+        for path in exported.files:
+            print(f"  {path}")
+        print("fill human_label with pass or fail in review.csv (or review.jsonl), then: "
+              f"loadbench review import {run_dir} {run_dir / 'review.csv'}")
+        return EXIT_OK
+    report = import_labels(run_dir, Path(args.file))
+    print(dumps(report))
+    return EXIT_OK
+
+
+COMMANDS = {"run": _cmd_run, "report": _cmd_report, "sim": _cmd_sim, "profiles": _cmd_profiles,
+            "rescore": _cmd_rescore, "review": _cmd_review}
 
 
 def main(argv: list[str] | None = None) -> int:

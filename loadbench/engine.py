@@ -284,6 +284,7 @@ async def execute(
             "run_id": run_id,
             "scenario": scenario.name or Path(resolved.scenario_path).stem,
             "scenario_path": resolved.scenario_path,
+            "scenario_file": str(Path(resolved.scenario_path).resolve()),
             "dataset": str(resolved.dataset_path),
             "items": len(resolved.items),
             "started_at": started_at,

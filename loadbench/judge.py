@@ -137,7 +137,7 @@ def render_prompt(spec: JudgeSpec, item: Item, view: ResponseView) -> str:
     return out
 
 
-_GRADE = re.compile(r"(?<![A-Za-z])GRADE\s*[:：]\s*\**\s*\(?([A-Za-z])\)?(?![A-Za-z])")
+_GRADE = re.compile(r"(?<![A-Za-z])GRADE\s*[:：]\s*\**\s*\(?([A-Za-z])\)?(?![A-Za-z])", re.IGNORECASE)
 
 
 def parse_verdict(text: str, allowed: dict[str, float]) -> str | None:

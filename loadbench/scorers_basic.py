@@ -214,9 +214,12 @@ _ANSWER_LINE = re.compile(r"ANSWER\s*[:：]\s*\(?([A-Z](?:\s*,\s*[A-Z])*)\)?", r
 
 def _letters_for(targets: list[str], choices: list[str] | None) -> set[str] | None:
     out: set[str] = set()
+    n = len(choices) if choices else 26
     for t in targets:
         for part in re.split(r"\s*,\s*", t.strip()):
             if len(part) == 1 and part.isalpha():
+                if ord(part.upper()) - ord("A") >= n:
+                    return None
                 out.add(part.upper())
             elif choices:
                 idx = next((i for i, c in enumerate(choices) if c.strip().casefold() == part.casefold()), None)

@@ -167,7 +167,9 @@ def extract(text: str, spec: dict[str, Any]) -> str:
             raise ExtractionError(f"regex {pattern!r} found nothing")
         occurrence = spec.get("occurrence", "last")
         m = matches[-1] if occurrence == "last" else matches[0] if occurrence == "first" else matches[int(occurrence)]
-        group = spec.get("group", 1 if m.re.groups else 0)
+        group = spec.get("group")
+        if group is None:
+            group = 1 if m.re.groups else 0
         out = m.group(group) or ""
     path = spec.get("json_path")
     if path:
