@@ -192,6 +192,19 @@ def schema_from_item(item: Item) -> dict[str, Any] | None:
     return None
 
 
+_VALIDATORS: dict[tuple[int, bool], tuple[dict[str, Any], Draft202012Validator]] = {}
+
+
+def _validator(schema: dict[str, Any], format_check: bool) -> Draft202012Validator:
+    """Validators are built once per schema object (items share their compiled specs)."""
+    key = (id(schema), format_check)
+    hit = _VALIDATORS.get(key)
+    if hit is None or hit[0] is not schema:
+        hit = (schema, Draft202012Validator(schema, format_checker=FormatChecker() if format_check else None))
+        _VALIDATORS[key] = hit
+    return hit[1]
+
+
 def score_json(spec: JsonSpec, item: Item, view: ResponseView) -> Score:
     name = spec.label
     rf = item.request.response_format
@@ -209,7 +222,7 @@ def score_json(spec: JsonSpec, item: Item, view: ResponseView) -> Score:
     meta: dict[str, Any] = dict(flags)
     if schema is not None:
         try:
-            validator = Draft202012Validator(schema, format_checker=FormatChecker() if spec.format_check else None)
+            validator = _validator(schema, spec.format_check)
             errors = list(validator.iter_errors(value))
         except SchemaError as exc:
             return unscored("json", name, "evalset.invalid_schema", exc.message)

@@ -59,3 +59,21 @@ async def read_http_request(reader: asyncio.StreamReader) -> bytes:
         if line.lower().startswith(b"content-length:"):
             length = int(line.split(b":", 1)[1])
     return await reader.readexactly(length) if length else b""
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> Path:
+    """One short run of the demo scenario (with scoring and the simulated judge), shared by tests
+    that read a finished run; tests that modify it copy it first."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("demo-run")
+    proc = subprocess.run(
+        [sys.executable, "-m", "loadbench", "run", str(ROOT / "scenarios" / "demo.yaml"), "--duration", "5",
+         "--set", "load.warmup_s=1", "--set", "load.rate_qps=12", "--out", str(out), "--quiet"],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = list(out.iterdir())
+    return run_dir
