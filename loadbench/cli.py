@@ -37,6 +37,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="override any scenario field, e.g. load.seed=7")
     run.add_argument("--quiet", action="store_true", help="no live progress lines")
     run.add_argument("--json", action="store_true", help="print summary.json instead of the table")
+    run.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                     help="serve Prometheus /metrics on this port during the run (default 9464; 0 = any free port)")
+    run.add_argument("--metrics-host", default="127.0.0.1", help="address for /metrics (default 127.0.0.1)")
+    run.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
+    run.add_argument("--metrics-linger", type=float, default=0.0, metavar="S",
+                     help="keep serving /metrics S seconds after the run, for a final scrape")
+    run.add_argument("--pushgateway", metavar="URL", help="push the final metrics to this Pushgateway, grouped by run_id")
 
     rep = sub.add_parser("report", help="rebuild summary.json and the table from a run's results.jsonl")
     rep.add_argument("run_dir")
@@ -98,7 +105,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # Scoring runs in a thread: a short GIL switch interval bounds how long it can hold
     # up the sending loop (the default 5 ms would show as schedule lag).
     sys.setswitchinterval(0.0005)
-    result = asyncio.run(execute(resolved, out_root=out_root, quiet=args.quiet))
+    from .engine import MetricsOptions
+
+    metrics = MetricsOptions(
+        port=None if args.no_metrics else (9464 if args.metrics_port is None else args.metrics_port),
+        host=args.metrics_host, pushgateway=args.pushgateway, linger_s=args.metrics_linger,
+        port_is_default=args.metrics_port is None,
+    )
+    result = asyncio.run(execute(resolved, out_root=out_root, quiet=args.quiet, metrics=metrics))
     if args.json:
         print(dumps(result.summary))
     else:

@@ -33,7 +33,10 @@ from .runner import Lane, Plan, Runner, RunOutcome
 from .scenario import Candidate, Scenario
 from .sim_model import PROFILES
 from .sim_process import SimProcess, start_sim, stop_sim
+from prometheus_client import CollectorRegistry
+
 from .judge import JudgeSettings
+from .metrics import LoadbenchCollector, MetricsServer, RunState, push
 from .quality import QualityAggregator
 from .scoring import CompiledSpec, compile_item_specs
 from .scoring_worker import ScoringWorker
@@ -185,6 +188,15 @@ async def _preflight(session: aiohttp.ClientSession, cand: Candidate, base_url: 
         return Problem(scenario_path, None, f"candidates[{index}].base_url", f"{cand.name}: cannot reach {base_url}: {text}")
 
 
+@dataclass(slots=True)
+class MetricsOptions:
+    port: int | None = 9464  # None: no /metrics endpoint
+    host: str = "127.0.0.1"
+    pushgateway: str | None = None
+    linger_s: float = 0.0  # keep serving /metrics this long after the run (for a last scrape)
+    port_is_default: bool = True
+
+
 async def execute(
     resolved: Resolved,
     *,
@@ -193,6 +205,7 @@ async def execute(
     progress: ProgressView | None = None,
     install_signal_handlers: bool = True,
     quiet: bool = False,
+    metrics: MetricsOptions | None = None,
 ) -> RunResult:
     scenario = resolved.scenario
     clock = clock or MonotonicClock()
@@ -297,6 +310,7 @@ async def execute(
         }
         write_json_atomic(run_dir / "run.json", meta)
 
+        view = None if quiet else (progress or ProgressView())
         results_log = ResultsLog(run_dir / "results.jsonl", store_text=scenario.output.store_text)
         hlog_file = open(run_dir / "histograms.hlog", "w", encoding="ascii")
         names = [c.name for c in scenario.candidates]
@@ -305,6 +319,30 @@ async def execute(
         worker = ScoringWorker(resolved.items, resolved.specs, results_log, quality, judge_settings)
         worker.start()
         submit = worker.submit
+        metrics = metrics or MetricsOptions(port=None)
+        registry = CollectorRegistry(auto_describe=False)
+        lane_by_name: dict[str, Lane] = {}
+        run_state = RunState(
+            run_id=run_id, scenario=meta["scenario"], mode=scenario.load.mode, arrival=scenario.load.arrival,
+            offered_rate_qps=scenario.load.rate_qps, started_at_s=time.time(), warmup_s=scenario.load.warmup_s,
+            models={c.name: c.model or (f"sim-{c.sim}" if c.sim else "") for c in scenario.candidates},
+        )
+        registry.register(LoadbenchCollector(run_state, recorder, quality,
+                                             lambda name: lane_by_name[name].in_flight if name in lane_by_name else 0))
+        server = None
+        if metrics.port is not None:
+            server = MetricsServer(registry, metrics.host, metrics.port)
+            try:
+                server.start()
+            except OSError as exc:
+                if not metrics.port_is_default:
+                    worker.close()
+                    raise ConfigError.single("--metrics-port", f"cannot listen on {metrics.host}:{metrics.port}: {exc.strerror}") from None
+                server = MetricsServer(registry, metrics.host, 0)
+                server.start()
+            if view is not None or not quiet:
+                sys.stderr.write(f"loadbench: metrics at http://{metrics.host}:{server.port}/metrics\n")
+            meta["metrics_port"] = server.port
 
         def sink(r: RequestResult) -> None:
             recorder(r)
@@ -314,16 +352,20 @@ async def execute(
             plan, lanes, sink, clock, on_saturation=scenario.load.on_saturation,
             grace_ns=int(scenario.load.grace_s * NS_PER_S), loop_lag_sink=recorder.record_loop_lag_us,
         )
+        lane_by_name.update({lane.name: lane for lane in lanes})
         planned_s = (scenario.load.warmup_s + (scenario.load.duration_s or 0)) or (
             float(plan.offsets_ns[-1]) / NS_PER_S if len(plan.offsets_ns) else None
         )
-        view = None if quiet else (progress or ProgressView())
 
         async def ticker() -> None:
             while True:
                 await asyncio.sleep(1.0)
                 elapsed = (clock.now_ns() - runner.t0_ns) / NS_PER_S
                 recorder.flush(elapsed)
+                if run_state.phase != "drain":
+                    run_state.phase = "warmup" if elapsed < scenario.load.warmup_s else "measure"
+                    if runner.stopping or (plan.mode == "open" and runner.dispatched >= len(plan.offsets_ns)):
+                        run_state.phase = "drain"
                 if view is not None:
                     view.show(progress_lines(recorder, lanes, elapsed, planned_s), elapsed)
 
@@ -357,7 +399,10 @@ async def execute(
             if worker.backlog and view is not None:
                 sys.stderr.write(f"loadbench: scoring the last {worker.backlog} responses...\n")
             await asyncio.to_thread(worker.close)
+            run_state.phase = "done"
             if worker.error is not None:
+                if server is not None:
+                    server.stop()
                 raise worker.error
         if view is not None:
             view.show(progress_lines(recorder, lanes, elapsed, planned_s), 1e9)
@@ -376,6 +421,18 @@ async def execute(
             outcome_info["judge_errors"] = worker.judge.errors
         summary = build_summary(recorder, meta, outcome_info, quality)
         write_json_atomic(run_dir / "summary.json", summary)
+        if metrics.pushgateway:
+            try:
+                await asyncio.to_thread(push, registry, metrics.pushgateway, run_id)
+                summary["outcome"]["pushed_to"] = metrics.pushgateway
+            except OSError as exc:
+                sys.stderr.write(f"loadbench: could not push to {metrics.pushgateway}: {exc}\n")
+                summary["outcome"]["push_error"] = str(exc)
+            write_json_atomic(run_dir / "summary.json", summary)
+        if server is not None:
+            if metrics.linger_s > 0:
+                await asyncio.sleep(metrics.linger_s)
+            server.stop()
         return RunResult(run_dir, summary, outcome)
     finally:
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)

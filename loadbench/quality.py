@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,8 +83,14 @@ class QualityAggregator:
     def __init__(self, candidates: list[str], item_tags: list[list[str]]) -> None:
         self.candidates = {name: CandidateQuality() for name in candidates}
         self._tags = item_tags
+        # Held while adding and while a metrics scrape (another thread) takes a snapshot.
+        self.lock = threading.Lock()
 
     def add(self, r: RequestResult) -> None:
+        with self.lock:
+            self._add(r)
+
+    def _add(self, r: RequestResult) -> None:
         if not r.in_window:
             return
         q = self.candidates.setdefault(r.candidate, CandidateQuality())

@@ -15,6 +15,44 @@ from .records import CANCELLED, DROPPED, OK, RequestResult
 # Histogram metrics, each recorded in µs.
 METRICS = ("latency", "service_time", "ttft", "ttfc", "itl", "tpot", "schedule_lag")
 
+# Prometheus bucket bounds (seconds) per metric: LLM-sized, well past any timeout.
+LATENCY_BUCKETS_S = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600)
+TTFT_BUCKETS_S = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 20, 30, 60)
+TOKEN_GAP_BUCKETS_S = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2)
+LAG_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+PROM_BUCKETS_S = {
+    "latency": LATENCY_BUCKETS_S, "service_time": LATENCY_BUCKETS_S, "ttft": TTFT_BUCKETS_S, "ttfc": TTFT_BUCKETS_S,
+    "itl": TOKEN_GAP_BUCKETS_S, "tpot": TOKEN_GAP_BUCKETS_S, "schedule_lag": LAG_BUCKETS_S,
+}
+
+
+class PromHistogram:
+    """Cumulative Prometheus-style bucket counts, filled in numpy batches at each flush."""
+
+    __slots__ = ("bounds_us", "counts", "sum_s", "count")
+
+    def __init__(self, bounds_s: tuple[float, ...], extra_s: tuple[float, ...] = ()) -> None:
+        bounds = sorted(set(bounds_s) | set(extra_s))
+        self.bounds_us = np.array([round(b * 1e6) for b in bounds], dtype=np.int64)
+        self.counts = np.zeros(len(bounds) + 1, dtype=np.int64)  # last slot: +Inf only
+        self.sum_s = 0.0
+        self.count = 0
+
+    def add(self, values_us: np.ndarray) -> None:
+        if values_us.size == 0:
+            return
+        idx = np.searchsorted(self.bounds_us, values_us, side="left")
+        self.counts += np.bincount(idx, minlength=len(self.counts))
+        self.sum_s += float(values_us.sum()) / 1e6
+        self.count += int(values_us.size)
+
+    def buckets(self) -> list[tuple[str, int]]:
+        """(le, cumulative count) pairs, ending with +Inf."""
+        cumulative = np.cumsum(self.counts).tolist()
+        out = [(f"{b / 1e6:g}", c) for b, c in zip(self.bounds_us.tolist(), cumulative)]
+        out.append(("+Inf", cumulative[-1]))
+        return out
+
 
 @dataclass(slots=True)
 class Counts:
@@ -84,10 +122,10 @@ class _Span:
 class CandidateRecorder:
     __slots__ = (
         "name", "total", "window", "hists", "interval", "_buffers", "overflows",
-        "intended", "sent", "done_ok", "first_intended_ok",
+        "intended", "sent", "done_ok", "first_intended_ok", "prom",
     )
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, extra_buckets_s: dict[str, tuple[float, ...]] | None = None) -> None:
         self.name = name
         self.total = Counts()
         self.window = Counts()
@@ -101,6 +139,8 @@ class CandidateRecorder:
         self.sent = _Span()
         self.done_ok = _Span()
         self.first_intended_ok = _Span()
+        extra = extra_buckets_s or {}
+        self.prom = {m: PromHistogram(PROM_BUCKETS_S[m], extra.get(m, ())) for m in METRICS}
 
     def add(self, r: RequestResult) -> None:
         self.total.add(r)
@@ -143,18 +183,23 @@ class CandidateRecorder:
                 values = np.frombuffer(inside, dtype=np.int64)
                 self.overflows += record_batch(self.hists[metric], values)
                 record_batch(self.interval[metric], values)
+                self.prom[metric].add(values)
             if outside:
-                self.overflows += record_batch(self.interval[metric], np.frombuffer(outside, dtype=np.int64))
+                values = np.frombuffer(outside, dtype=np.int64)
+                self.overflows += record_batch(self.interval[metric], values)
+                self.prom[metric].add(values)
 
 
 class Recorder:
     """The sink every record passes through; cheap per record, batched per flush."""
 
-    def __init__(self, candidates: list[str], hlog: HlogWriter | None = None) -> None:
-        self.candidates = {name: CandidateRecorder(name) for name in candidates}
+    def __init__(self, candidates: list[str], hlog: HlogWriter | None = None,
+                 extra_buckets_s: dict[str, tuple[float, ...]] | None = None) -> None:
+        self.candidates = {name: CandidateRecorder(name, extra_buckets_s) for name in candidates}
         self._hlog = hlog
         self._interval_start_s = 0.0
         self.loop_lag = new_histogram()
+        self.loop_lag_prom = PromHistogram(LAG_BUCKETS_S)
         self._loop_lag_buf: array[int] = array("q")
 
     def __call__(self, r: RequestResult) -> None:
@@ -167,7 +212,9 @@ class Recorder:
         """Record buffered values; with an interval log, also close the interval at now_s."""
         if self._loop_lag_buf:
             lags, self._loop_lag_buf = self._loop_lag_buf, array("q")
-            record_batch(self.loop_lag, np.frombuffer(lags, dtype=np.int64))
+            values = np.frombuffer(lags, dtype=np.int64)
+            record_batch(self.loop_lag, values)
+            self.loop_lag_prom.add(values)
         for rec in self.candidates.values():
             rec.flush()
         if self._hlog is not None and now_s is not None:

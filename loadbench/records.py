@@ -23,6 +23,7 @@ ERROR_CLASSES: dict[str, str] = {
     "stream_truncated": "stream ended without [DONE] or a finish_reason",
     "disconnected": "server closed or reset the connection before the response was complete",
     "cancelled": "cancelled when the run stopped",
+    "internal": "loadbench itself failed on this request (a bug; please report it)",
 }
 
 
