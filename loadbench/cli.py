@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-linger", type=float, default=0.0, metavar="S",
                      help="keep serving /metrics S seconds after the run, for a final scrape")
     run.add_argument("--pushgateway", metavar="URL", help="push the final metrics to this Pushgateway, grouped by run_id")
+    run.add_argument("--fail-on", choices=("any", "all", "none"), default="any",
+                     help="exit 1 when any (default) / all / no candidate fails its SLO")
 
     rep = sub.add_parser("report", help="rebuild summary.json and the table from a run's results.jsonl")
     rep.add_argument("run_dir")
@@ -121,6 +123,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"\nrun directory: {result.run_dir}  (summary.json, results.jsonl, histograms.hlog)")
     if result.outcome.stop_reason.startswith("stopped by"):
         return EXIT_INTERRUPTED
+    return exit_code(result.summary, args.fail_on)
+
+
+def exit_code(summary: dict, fail_on: str) -> int:
+    """3 if the run is invalid; 1 if candidates fail their SLO (per --fail-on); else 0."""
+    if not (summary.get("validity") or {}).get("valid", True):
+        return EXIT_INVALID_RUN
+    verdicts = [c["slo"]["ok"] for c in summary["candidates"].values() if c.get("slo") is not None]
+    if not verdicts or fail_on == "none":
+        return EXIT_OK
+    failed = [not ok for ok in verdicts]
+    if (fail_on == "any" and any(failed)) or (fail_on == "all" and all(failed)):
+        return EXIT_SLO_FAILED
     return EXIT_OK
 
 

@@ -40,7 +40,9 @@ from .metrics import LoadbenchCollector, MetricsServer, RunState, push
 from .quality import QualityAggregator
 from .scoring import CompiledSpec, compile_item_specs
 from .scoring_worker import ScoringWorker
-from .summary import build_summary
+from .slo import parse_clauses, request_check
+from .summary import add_verdicts, build_summary
+from .validity import ValidityLimits
 
 NS_PER_S = 1_000_000_000
 PREFLIGHT_TIMEOUT_S = 10.0
@@ -306,6 +308,9 @@ async def execute(
             "candidates": {c.name: _public_candidate(c, base_urls[c.name]) for c in scenario.candidates},
             "judge": judge_cfg.model_dump(exclude={"headers"}) if judge_cfg is not None else None,
             "item_tags": [item.tags for item in resolved.items],
+            "slo": scenario.slo,
+            "validity": scenario.validity.model_dump(),
+            "decision": scenario.decision.model_dump(),
             "provenance": provenance(),
         }
         write_json_atomic(run_dir / "run.json", meta)
@@ -315,7 +320,7 @@ async def execute(
         hlog_file = open(run_dir / "histograms.hlog", "w", encoding="ascii")
         names = [c.name for c in scenario.candidates]
         recorder = Recorder(names, HlogWriter(hlog_file))
-        quality = QualityAggregator(names, [item.tags for item in resolved.items])
+        quality = QualityAggregator(names, [item.tags for item in resolved.items], request_check(parse_clauses(scenario.slo)))
         worker = ScoringWorker(resolved.items, resolved.specs, results_log, quality, judge_settings)
         worker.start()
         submit = worker.submit
@@ -384,8 +389,10 @@ async def execute(
         gc.freeze()
         t0 = clock.now_ns()
         runner.t0_ns = t0
+        cpu_before = time.thread_time()
         try:
             outcome = await runner.run(t0)
+            loop_cpu_ratio = (time.thread_time() - cpu_before) / max((clock.now_ns() - t0) / NS_PER_S, 1e-9)
         finally:
             tick.cancel()
             await asyncio.gather(tick, return_exceptions=True)
@@ -413,6 +420,7 @@ async def execute(
             "dispatched_positions": outcome.dispatched,
             "cancelled_in_flight": outcome.cancelled_in_flight,
             "results_lines": results_log.lines,
+            "loop_cpu_ratio": loop_cpu_ratio,
         }
         meta["outcome"] = outcome_info
         write_json_atomic(run_dir / "run.json", meta)
@@ -420,6 +428,8 @@ async def execute(
             outcome_info["judge_calls"] = worker.judge.calls
             outcome_info["judge_errors"] = worker.judge.errors
         summary = build_summary(recorder, meta, outcome_info, quality)
+        add_verdicts(summary, scenario.slo, ValidityLimits(**scenario.validity.model_dump()), scenario.decision.objective,
+                     loop_cpu_ratio)
         write_json_atomic(run_dir / "summary.json", summary)
         if metrics.pushgateway:
             try:

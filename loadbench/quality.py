@@ -6,7 +6,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from .records import RequestResult
+from collections.abc import Callable
+
+from .records import OK, RequestResult
 from .scores import FAIL, PASS, SKIPPED, UNSCORED
 from .stats import paired_difference, pass_at_k, pass_hat_k, wilson
 
@@ -75,14 +77,19 @@ class CandidateQuality:
     attempts: dict[int, list[int]] = field(default_factory=dict)  # item index -> [n, passes]
     judge_cost_usd: float = 0.0
     error_classes: dict[str, int] = field(default_factory=dict)
+    good: int = 0  # on time (every latency SLO) and correct
+    attempted: int = 0  # every scheduled request of the window, failures and drops included
+    good_total: int = 0  # the same count over the whole run, for the live view
 
 
 class QualityAggregator:
     """Fed every record (from any thread that owns it); counts only the measurement window."""
 
-    def __init__(self, candidates: list[str], item_tags: list[list[str]]) -> None:
+    def __init__(self, candidates: list[str], item_tags: list[list[str]],
+                 on_time: Callable[[RequestResult], bool] | None = None) -> None:
         self.candidates = {name: CandidateQuality() for name in candidates}
         self._tags = item_tags
+        self._on_time = on_time
         # Held while adding and while a metrics scrape (another thread) takes a snapshot.
         self.lock = threading.Lock()
 
@@ -91,9 +98,15 @@ class QualityAggregator:
             self._add(r)
 
     def _add(self, r: RequestResult) -> None:
+        q = self.candidates.setdefault(r.candidate, CandidateQuality())
+        # Goodput: on time by every latency SLO and correct (a request without scorers counts
+        # when on time; an unscored or skipped one never does).
+        good = r.status == OK and r.verdict in (PASS, None) and (self._on_time is None or self._on_time(r))
+        q.good_total += good
         if not r.in_window:
             return
-        q = self.candidates.setdefault(r.candidate, CandidateQuality())
+        q.attempted += 1
+        q.good += good
         verdict = r.verdict
         if verdict is None:  # the item has no scorers
             return
@@ -132,6 +145,15 @@ class QualityAggregator:
             q.judge_cost_usd += cost
 
     # ------------------------------------------------------------------ views
+
+    def goodput(self, name: str, window_span_s: float | None) -> dict[str, Any]:
+        q = self.candidates.get(name) or CandidateQuality()
+        return {
+            "good": q.good, "attempted": q.attempted,
+            "fraction": (q.good / q.attempted) if q.attempted else None,
+            "rps": (q.good / window_span_s) if window_span_s else None,
+            "definition": "requests on time by every latency SLO and passing scoring, per second of the measurement window",
+        }
 
     def candidate_summary(self, name: str, window_cost_usd: float) -> dict[str, Any] | None:
         q = self.candidates.get(name)

@@ -11,7 +11,9 @@ from .files import read_json
 from .quality import QualityAggregator
 from .recorder import Recorder
 from .results_log import iter_results
-from .summary import build_summary
+from .slo import parse_clauses, request_check
+from .summary import add_verdicts, build_summary
+from .validity import ValidityLimits
 
 
 @dataclass(slots=True)
@@ -29,7 +31,8 @@ def rebuild_summary(run_dir: Path) -> Rebuilt:
     meta: dict[str, Any] = read_json(meta_path) if meta_path.exists() else {}
     names = list((meta.get("candidates") or {}).keys())
     recorder = Recorder(names)
-    quality = QualityAggregator(names, meta.get("item_tags") or [])
+    slo_texts = meta.get("slo") or []
+    quality = QualityAggregator(names, meta.get("item_tags") or [], request_check(parse_clauses(slo_texts)))
     skipped: list[tuple[int, str]] = []
     n = 0
     for lineno, record, problem in iter_results(log):
@@ -49,4 +52,7 @@ def rebuild_summary(run_dir: Path) -> Rebuilt:
     outcome["results_lines"] = n
     if skipped:
         outcome["skipped_lines"] = [{"line": line, "problem": p} for line, p in skipped]
-    return Rebuilt(build_summary(recorder, meta, outcome, quality), n, skipped)
+    summary = build_summary(recorder, meta, outcome, quality)
+    add_verdicts(summary, slo_texts, ValidityLimits(**(meta.get("validity") or {})),
+                 (meta.get("decision") or {}).get("objective", "cost_per_correct"), outcome.get("loop_cpu_ratio"))
+    return Rebuilt(summary, n, skipped)

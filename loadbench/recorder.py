@@ -113,6 +113,12 @@ class _Span:
             self.hi = v
         self.n += 1
 
+    def span_s(self) -> float | None:
+        """The time these n events cover, counting one mean gap for the last event."""
+        if self.n < 2 or self.hi <= self.lo:
+            return None
+        return (self.hi - self.lo) / 1e9 * self.n / (self.n - 1)
+
     def rate_per_s(self) -> float | None:
         if self.n < 2 or self.hi <= self.lo:
             return None

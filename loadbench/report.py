@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-MIN_N_FOR = {"p50": 1, "p90": 10, "p95": 20, "p99": 100, "p999": 1000}
+MIN_N_FOR = {"p50": 20, "p90": 100, "p95": 200, "p99": 1000, "p999": 10000}
 
 
 def fmt_s(value: float | None) -> str:
@@ -138,9 +138,69 @@ def comparison_table(summary: dict[str, Any]) -> str:
     else:
         head += f", {load.get('concurrency')} users"
     head += f", warm-up {load.get('warmup_s', 0)}s excluded)"
-    foot = "latency = from the intended send time; service time = from the actual send; * = too few samples for that percentile"
+    foot = ("latency = from the intended send time; service time = from the actual send; "
+            "* = too few samples for that percentile (p50 < 20, p90 < 100, p95 < 200, p99 < 1000, p99.9 < 10000)")
     outcome = summary.get("outcome", {})
     if outcome.get("stop_reason") not in (None, "completed"):
         foot += f"\nrun stopped early: {outcome['stop_reason']}"
     details = quality_details(summary)
-    return f"{head}\n{out}\n{foot}" + (f"\n\n{details}" if details else "")
+    text = f"{head}\n{out}\n{foot}" + (f"\n\n{details}" if details else "")
+    verdicts = verdict_lines(summary)
+    return text + (f"\n\n{verdicts}" if verdicts else "")
+
+
+def verdict_lines(summary: dict[str, Any]) -> str:
+    """SLO verdicts, goodput, validity and the recommendation, in plain words."""
+    lines = []
+    slo = summary.get("slo") or []
+    if slo:
+        lines.append("SLO: " + "; ".join(slo))
+    for name, c in summary["candidates"].items():
+        g = c.get("goodput") or {}
+        good = ""
+        if g.get("fraction") is not None:
+            good = f"goodput {g['rps']:.2f} req/s ({100 * g['fraction']:.1f}% of attempts on time and correct)" if g.get("rps") is not None \
+                else f"goodput {100 * g['fraction']:.1f}% of attempts"
+        s = c.get("slo")
+        if s is None:
+            if good:
+                lines.append(f"  {name}: {good}")
+            continue
+        if s["ok"]:
+            verdict = "meets the SLO"
+        else:
+            parts = []
+            for r in s["clauses"]:
+                if not r["ok"]:
+                    parts.append(f"{r['clause']} (measured {_slo_value(r)})")
+            verdict = "FAILS " + "; ".join(parts)
+        low_n = [r["clause"] for r in s["clauses"] if r.get("sufficient") is False]
+        suffix = f" [too few samples for: {', '.join(low_n)}]" if low_n else ""
+        lines.append(f"  {name}: {verdict}{'; ' + good if good else ''}{suffix}")
+    validity = summary.get("validity") or {}
+    if validity and not validity.get("valid", True):
+        lines.append("RUN INVALID (the client was the bottleneck; these numbers are not findings):")
+        lines += [f"  - {r}" for r in validity.get("reasons", [])]
+        for name, rs in (validity.get("candidates") or {}).items():
+            lines += [f"  - {name}: {r}" for r in rs]
+    decision = summary.get("decision") or {}
+    if decision.get("summary"):
+        lines.append(decision["summary"])
+        for reason in decision.get("reasons", [])[1:]:
+            lines.append(f"  + {reason}")
+        for caveat in decision.get("caveats", []):
+            lines.append(f"  ! {caveat}")
+        if decision.get("pareto_frontier"):
+            lines.append(f"  Pareto frontier (accuracy, p95 latency, cost): {', '.join(decision['pareto_frontier'])}")
+    return "\n".join(lines)
+
+
+def _slo_value(r: dict[str, Any]) -> str:
+    v = r.get("measured")
+    if v is None:
+        return "not measured"
+    if r["metric"] in ("latency", "service_time", "ttft", "ttfc", "itl", "tpot", "schedule_lag"):
+        return fmt_s(v)
+    if r["metric"].startswith("cost"):
+        return fmt_usd(v)
+    return f"{v:.4g}"

@@ -125,6 +125,20 @@ class Scoring(_Strict):
     judge: JudgeConfig | None = None
 
 
+class Validity(_Strict):
+    """When a run is declared invalid because the driver, not the server, was the bottleneck."""
+
+    max_schedule_lag_p99_s: float = Field(0.010, gt=0)
+    max_event_loop_lag_p99_s: float = Field(0.020, gt=0)
+    min_achieved_ratio: float = Field(0.99, gt=0, le=1)
+    max_loop_cpu_ratio: float = Field(0.90, gt=0)
+    allow_drops: bool = False
+
+
+class Decision(_Strict):
+    objective: Literal["cost_per_correct", "cost_per_task", "accuracy", "latency_p95", "goodput"] = "cost_per_correct"
+
+
 class Output(_Strict):
     dir: str = "runs"
     store_text: bool = True
@@ -137,7 +151,25 @@ class Scenario(_Strict):
     candidates: list[Candidate] = Field(min_length=1)
     load: Load
     scoring: Scoring = Field(default_factory=Scoring)
+    slo: list[str] = Field(default_factory=list)
+    validity: Validity = Field(default_factory=Validity)
+    decision: Decision = Field(default_factory=Decision)
     output: Output = Field(default_factory=Output)
+
+    @field_validator("slo")
+    @classmethod
+    def _slo_clauses(cls, clauses: list[str]) -> list[str]:
+        from .slo import parse_clause
+
+        problems = []
+        for i, text in enumerate(clauses):
+            try:
+                parse_clause(text)
+            except ValueError as exc:
+                problems.append(f"[{i}] {exc}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return clauses
 
     @field_validator("candidates")
     @classmethod

@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from .hdr import summarize
+from .decision import decide
 from .quality import QualityAggregator
 from .recorder import METRICS, CandidateRecorder, Counts, Recorder
+from .slo import evaluate, parse_clauses
+from .validity import ValidityLimits, assess
 
 SUMMARY_SCHEMA_VERSION = 1
 _METRIC_KEYS = {m: f"{m}_s" for m in METRICS}
@@ -63,6 +66,24 @@ def candidate_summary(rec: CandidateRecorder, *, offered_rate_qps: float | None,
     return out
 
 
+def _closed_span(rec: CandidateRecorder) -> float | None:
+    if rec.done_ok.n and rec.done_ok.hi > rec.first_intended_ok.lo:
+        return (rec.done_ok.hi - rec.first_intended_ok.lo) / 1e9
+    return None
+
+
+def add_verdicts(summary: dict[str, Any], slo_texts: list[str], limits: ValidityLimits, objective: str,
+                 loop_cpu_ratio: float | None) -> dict[str, Any]:
+    """SLO verdicts per candidate, run validity and the decision, in place."""
+    clauses = parse_clauses(slo_texts)
+    summary["slo"] = slo_texts
+    for c in summary["candidates"].values():
+        c["slo"] = evaluate(clauses, c) if clauses else None
+    summary["validity"] = assess(summary, limits, loop_cpu_ratio)
+    summary["decision"] = decide(summary, objective)
+    return summary
+
+
 def offered_rate(rec: CandidateRecorder) -> float | None:
     return rec.intended.rate_per_s()
 
@@ -83,6 +104,8 @@ def build_summary(recorder: Recorder, meta: dict[str, Any], outcome: dict[str, A
             c["repeats"] = q["repeats"]
             c["cost_usd"]["per_correct"] = q["per_correct_usd"]
             c["cost_usd"]["judge"] = q["judge_cost_usd"]
+        if quality is not None:
+            c["goodput"] = quality.goodput(name, rec.intended.span_s() or _closed_span(rec))
         candidates[name] = c
     return {
         "schema_version": SUMMARY_SCHEMA_VERSION,

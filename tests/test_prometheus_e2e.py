@@ -93,7 +93,7 @@ scrape_configs:
         started = time.time()
         run = subprocess.run(
             [sys.executable, "-m", "loadbench", "run", str(ROOT / "scenarios" / "demo.yaml"), "--duration", "12",
-             "--set", "load.warmup_s=2", "--set", "load.rate_qps=10", "--out", str(tmp_path / "runs"), "--quiet", "--json",
+             "--set", "load.warmup_s=2", "--set", "load.rate_qps=10", "--out", str(tmp_path / "runs"), "--quiet", "--json", "--fail-on", "none",
              "--metrics-port", str(metrics_port), "--metrics-linger", "3", "--pushgateway", f"http://127.0.0.1:{push_port}"],
             cwd=ROOT, capture_output=True, text=True, timeout=180,
         )
