@@ -47,6 +47,25 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--fail-on", choices=("any", "all", "none"), default="any",
                      help="exit 1 when any (default) / all / no candidate fails its SLO")
 
+    sw = sub.add_parser("sweep", help="find each candidate's highest rate that meets the SLO, and project capacity")
+    sw.add_argument("scenario", help="scenario YAML file (its slo: list is the bar each step must clear)")
+    sw.add_argument("--rates", help="explicit ladder, e.g. 5,10,20,40 (default: calibrate, then a geometric ladder)")
+    sw.add_argument("--step-duration", type=float, default=20.0, metavar="S", help="measured seconds per step (default 20)")
+    sw.add_argument("--warmup", type=float, default=5.0, metavar="S", help="warm-up seconds per step (default 5)")
+    sw.add_argument("--steps", type=int, default=5, help="automatic ladder length (default 5)")
+    sw.add_argument("--refine", type=int, default=3, help="bisection steps after the first failure (default 3)")
+    sw.add_argument("--confirm", type=int, default=2, help="repeats that must pass at the final rate (default 2)")
+    sw.add_argument("--calibrate-users", type=int, default=32, help="closed-loop users for calibration (default 32)")
+    sw.add_argument("--peak-qps", type=float, help="projected production peak, for the replica count")
+    sw.add_argument("--headroom", type=float, default=0.3, help="capacity headroom over the peak (default 0.3)")
+    sw.add_argument("--tasks-per-day", type=float, help="projected volume, for the monthly bill")
+    sw.add_argument("--candidate", action="append", default=[], metavar="NAME", help="sweep only this candidate (repeatable)")
+    sw.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="override any scenario field")
+    sw.add_argument("--out", help="directory for the sweep directory (default: the scenario's output.dir)")
+    sw.add_argument("--metrics-port", type=int, metavar="PORT", help="serve /metrics for each step on this port")
+    sw.add_argument("--quiet", action="store_true")
+    sw.add_argument("--json", action="store_true", help="print sweep.json")
+
     rep = sub.add_parser("report", help="rebuild summary.json and the table from a run's results.jsonl")
     rep.add_argument("run_dir")
     rep.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -58,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     sim.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
+    sim.add_argument("--params", help='JSON object overriding profile numbers, e.g. \'{"slots": 4}\'')
 
     resc = sub.add_parser("rescore", help="score a run's stored responses again (no request is sent to a candidate)")
     resc.add_argument("run_dir")
@@ -120,7 +140,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         print()
         print(comparison_table(result.summary))
-        print(f"\nrun directory: {result.run_dir}  (summary.json, results.jsonl, histograms.hlog)")
+        print(f"\nrun directory: {result.run_dir}  (report.html, report.md, summary.json, results.jsonl, histograms.hlog)")
     if result.outcome.stop_reason.startswith("stopped by"):
         return EXIT_INTERRUPTED
     return exit_code(result.summary, args.fail_on)
@@ -144,6 +164,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from .files import write_json_atomic
     from .rebuild import rebuild_summary
     from .report import comparison_table
+    from .reports import write_run_reports
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
@@ -152,6 +173,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     for line, problem in rebuilt.skipped:
         print(f"{run_dir / 'results.jsonl'}:{line}: skipped: {problem}", file=sys.stderr)
     write_json_atomic(run_dir / "summary.json", rebuilt.summary)
+    write_run_reports(run_dir, rebuilt.summary)
     if args.json:
         print(dumps(rebuilt.summary))
     else:
@@ -167,8 +189,19 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     if args.profile not in PROFILES:
         raise ConfigError.single("--profile", f"unknown profile {args.profile!r}; known: {', '.join(PROFILES)}")
     dataset = Path(args.dataset) if args.dataset else None
+    params = None
+    if args.params:
+        import orjson
+
+        from .sim_model import PROFILES as _P, with_params
+
+        try:
+            params = orjson.loads(args.params)
+            with_params(_P[args.profile], params)
+        except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+            raise ConfigError.single("--params", str(exc)) from None
     try:
-        asyncio.run(serve(args.profile, args.port, dataset, args.seed, args.host, args.parent_pid))
+        asyncio.run(serve(args.profile, args.port, dataset, args.seed, args.host, args.parent_pid, params))
     except KeyboardInterrupt:
         pass
     return EXIT_OK
@@ -220,7 +253,44 @@ def _cmd_review(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": _cmd_run, "report": _cmd_report, "sim": _cmd_sim, "profiles": _cmd_profiles,
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .engine import dumps, resolve
+    from .report_sweep import sweep_table
+    from .reports import write_sweep_reports
+    from .scenario import load_scenario
+    from .sweep import SweepConfig, Sweeper, new_sweep_dir
+
+    rates = None
+    if args.rates:
+        try:
+            rates = sorted(float(x) for x in args.rates.split(",") if x.strip())
+        except ValueError:
+            raise ConfigError.single("--rates", f"expected numbers separated by commas, got {args.rates!r}") from None
+        if not rates or any(r <= 0 for r in rates):
+            raise ConfigError.single("--rates", "rates must be positive")
+    for flag, value in (("--step-duration", args.step_duration), ("--warmup", args.warmup)):
+        if value < 0 or (flag == "--step-duration" and value == 0):
+            raise ConfigError.single(flag, "must be positive")
+    overrides = list(args.set) + ["load.requests=null", f"load.duration_s={args.step_duration}"]
+    scenario, scenario_dir = load_scenario(args.scenario, overrides)
+    resolved = resolve(scenario, args.scenario, scenario_dir, args.candidate or None)
+    cfg = SweepConfig(rates=rates, step_s=args.step_duration, warmup_s=args.warmup, steps=args.steps, refine=args.refine,
+                      confirm=args.confirm, calibrate_users=args.calibrate_users, peak_qps=args.peak_qps,
+                      headroom=args.headroom, tasks_per_day=args.tasks_per_day, metrics_port=args.metrics_port)
+    sweep_dir = new_sweep_dir(Path(args.out or scenario.output.dir), scenario.name)
+    log = (lambda msg: None) if args.quiet else (lambda msg: print(f"loadbench sweep: {msg}", file=sys.stderr, flush=True))
+    sys.setswitchinterval(0.0005)
+    result = asyncio.run(Sweeper(resolved, cfg, sweep_dir, log=log).run())
+    write_sweep_reports(sweep_dir, result)
+    if args.json:
+        print(dumps(result))
+    else:
+        print(sweep_table(result))
+        print(f"\nsweep directory: {sweep_dir}  (sweep.json, report.md, report.html, steps/)")
+    return EXIT_OK
+
+
+COMMANDS = {"sweep": _cmd_sweep, "run": _cmd_run, "report": _cmd_report, "sim": _cmd_sim, "profiles": _cmd_profiles,
             "rescore": _cmd_rescore, "review": _cmd_review}
 
 

@@ -31,7 +31,7 @@ from .records import RequestResult
 from .results_log import ResultsLog
 from .runner import Lane, Plan, Runner, RunOutcome
 from .scenario import Candidate, Scenario
-from .sim_model import PROFILES
+from .sim_model import PROFILES, with_params
 from .sim_process import SimProcess, start_sim, stop_sim
 from prometheus_client import CollectorRegistry
 
@@ -41,6 +41,7 @@ from .quality import QualityAggregator
 from .scoring import CompiledSpec, compile_item_specs
 from .scoring_worker import ScoringWorker
 from .slo import parse_clauses, request_check
+from .reports import write_run_reports
 from .summary import add_verdicts, build_summary
 from .validity import ValidityLimits
 
@@ -80,6 +81,11 @@ def resolve(scenario: Scenario, scenario_path: str, scenario_dir: Path, only: li
         field = f"candidates[{i}]"
         if cand.sim is not None and cand.sim not in PROFILES:
             problems.append(Problem(scenario_path, None, f"{field}.sim", f"unknown simulator profile {cand.sim!r}; known: {', '.join(PROFILES)}"))
+        elif cand.sim is not None and cand.sim_params:
+            try:
+                with_params(PROFILES[cand.sim], cand.sim_params)
+            except ValueError as exc:
+                problems.append(Problem(scenario_path, None, f"{field}.sim_params", str(exc)))
         if cand.api_key_env:
             value = os.environ.get(cand.api_key_env)
             if not value:
@@ -218,11 +224,11 @@ async def execute(
         base_urls: dict[str, str] = {}
         sim_seed = scenario.load.seed
         judge_cfg = scenario.scoring.judge
-        sim_profiles = [c.sim for c in scenario.candidates if c.sim is not None]
+        sim_profiles = [(c.sim, c.sim_params) for c in scenario.candidates if c.sim is not None]
         if judge_cfg is not None and judge_cfg.sim is not None:
-            sim_profiles.append(judge_cfg.sim)
+            sim_profiles.append((judge_cfg.sim, {}))
         started = await asyncio.gather(
-            *(start_sim(profile, resolved.dataset_path, sim_seed) for profile in sim_profiles),
+            *(start_sim(profile, resolved.dataset_path, sim_seed, params) for profile, params in sim_profiles),
             return_exceptions=True,
         )
         failures = [s for s in started if isinstance(s, BaseException)]
@@ -431,6 +437,7 @@ async def execute(
         add_verdicts(summary, scenario.slo, ValidityLimits(**scenario.validity.model_dump()), scenario.decision.objective,
                      loop_cpu_ratio)
         write_json_atomic(run_dir / "summary.json", summary)
+        write_run_reports(run_dir, summary)
         if metrics.pushgateway:
             try:
                 await asyncio.to_thread(push, registry, metrics.pushgateway, run_id)

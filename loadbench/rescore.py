@@ -18,6 +18,7 @@ from .errors import ConfigError, Problem
 from .files import read_json, write_json_atomic
 from .judge import JudgeClient, JudgeSettings
 from .rebuild import Rebuilt, rebuild_summary
+from .reports import write_run_reports
 from .records import RequestResult
 from .results_log import iter_results
 from .scenario import load_scenario
@@ -139,6 +140,7 @@ async def rescore_run(run_dir: Path, scenario_path: str | None = None, overrides
     rebuilt = rebuild_summary(run_dir)
     rebuilt.summary["outcome"]["rescored"] = True
     write_json_atomic(run_dir / "summary.json", rebuilt.summary)
+    write_run_reports(run_dir, rebuilt.summary)
     return Rescored(rebuilt, len(records), changed, backup)
 
 

@@ -31,6 +31,7 @@ class Pricing(_Strict):
 class Candidate(_Strict):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     sim: str | None = None
+    sim_params: dict[str, float | int] = Field(default_factory=dict)  # override a simulator profile's numbers
     base_url: str | None = None
     model: str | None = None
     api: Literal["chat", "completions"] = "chat"

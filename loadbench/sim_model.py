@@ -213,3 +213,14 @@ def judge_reply(prompt: str, profile: Profile, seed: int) -> str | None:
         letter = "C" if correct else "I"
         reason = "The response agrees with the reference answer." if correct else "The response does not match the reference answer."
     return f"{reason}\nGRADE: {letter}"
+
+
+def with_params(profile: Profile, params: dict[str, float | int]) -> Profile:
+    """A profile with some numbers replaced (e.g. slots, prefill_base_s)."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(profile)} - {"name", "description"}
+    unknown = set(params) - fields
+    if unknown:
+        raise ValueError(f"unknown simulator parameter(s) {sorted(unknown)}; known: {', '.join(sorted(fields))}")
+    return dataclasses.replace(profile, **params)

@@ -23,6 +23,7 @@ from .sim_model import (
     prefill_s,
     split_tokens,
     unit_draw,
+    with_params,
     wrong_answer,
 )
 from .tokens import count_sim_tokens
@@ -248,10 +249,12 @@ def load_profile(name: str) -> Profile:
 
 
 async def serve(profile_name: str, port: int, dataset: Path | None, seed: int, host: str = "127.0.0.1",
-                parent_pid: int | None = None) -> None:
+                parent_pid: int | None = None, params: dict[str, float | int] | None = None) -> None:
     """Run until cancelled (or until `parent_pid` is gone); prints one JSON line with the
     bound port once listening."""
     profile = load_profile(profile_name)
+    if params:
+        profile = with_params(profile, params)
     items = load_dataset(dataset) if dataset else []
     app = build_app(profile, items, seed)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .hdr import summarize
+from .hdr import summarize, values_at_percentiles
 from .decision import decide
 from .quality import QualityAggregator
 from .recorder import METRICS, CandidateRecorder, Counts, Recorder
@@ -13,6 +13,8 @@ from .validity import ValidityLimits, assess
 
 SUMMARY_SCHEMA_VERSION = 1
 _METRIC_KEYS = {m: f"{m}_s" for m in METRICS}
+# Percentiles of the latency spectrum (HdrHistogram-style percentile distribution) in reports.
+SPECTRUM = (0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 97.5, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0)
 
 
 def _requests(c: Counts) -> dict[str, Any]:
@@ -50,6 +52,10 @@ def candidate_summary(rec: CandidateRecorder, *, offered_rate_qps: float | None,
     for metric, key in _METRIC_KEYS.items():
         out[key] = summarize(rec.hists[metric])
     out["histogram_overflows"] = rec.overflows
+    lat = rec.hists["latency"]
+    if lat.get_total_count():
+        values = values_at_percentiles(lat, list(SPECTRUM))
+        out["latency_spectrum"] = [[p, values[p] / 1e6] for p in SPECTRUM]
     out["tokens"] = {
         "input": w.input_tokens,
         "output": w.output_tokens,
