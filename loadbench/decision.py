@@ -87,10 +87,11 @@ def decide(summary: dict[str, Any], objective: str = "cost_per_correct") -> dict
     frontier = pareto_frontier(cands)
     reasons: list[str] = []
     caveats: list[str] = []
-    if not validity.get("valid", True) and validity.get("reasons"):
+    if not validity.get("valid", True):
+        why = list(validity.get("reasons") or []) + [f"{n}: {r}" for n, rs in (validity.get("candidates") or {}).items() for r in rs]
         return {"objective": objective, "recommended": None, "ranking": [], "eligible": eligible, "failing": failing,
-                "pareto_frontier": frontier, "summary": "No recommendation: the run is invalid (" + "; ".join(validity["reasons"]) + ").",
-                "reasons": [], "caveats": validity["reasons"]}
+                "pareto_frontier": frontier, "summary": "No recommendation: the run is invalid (" + "; ".join(why) + ").",
+                "reasons": [], "caveats": why}
     winner = ranked[0] if ranked else None
     if winner is None:
         text = "No candidate meets every SLO." if failing else "No candidate to recommend."
