@@ -99,6 +99,8 @@ def comparison_table() -> dict[str, Any]:
         ("Error %", f'sum by ({BY}) (increase(loadbench_requests_total{{{M}, outcome!~"ok|cancelled"}}[$__range])) '
                     f"/ clamp_min(sum by ({BY}) (increase(loadbench_requests_total{{{M}}}[$__range])), 1)", "percentunit"),
         ("Correct answers/s", f'sum by ({BY}) (increase(loadbench_eval_answers_total{{{M}, verdict="pass"}}[$__range])) / $__range_s', "reqps"),
+        ("Goodput", f"sum by ({BY}) (increase(loadbench_good_requests_total{{{M}}}[$__range])) / $__range_s", "reqps"),
+        ("Good fraction", f"max by ({BY}) (loadbench_goodput_ratio{{{M}}})", "percentunit"),
         ("Cost per task", f"sum by ({BY}) (increase(loadbench_cost_dollars_total{{{M}}}[$__range])) "
                           f'/ clamp_min(sum by ({BY}) (increase(loadbench_requests_total{{{M}, outcome="ok"}}[$__range])), 1)', "currencyUSD"),
         ("Cost per correct", f"sum by ({BY}) (increase(loadbench_cost_dollars_total{{{M}}}[$__range])) "
@@ -134,6 +136,8 @@ def comparison_dashboard() -> dict[str, Any]:
         target(f"loadbench_eval_accuracy_ci_lower_ratio{{{M}}}", "{{candidate}} CI low", "B"),
         target(f"loadbench_eval_accuracy_ci_upper_ratio{{{M}}}", "{{candidate}} CI high", "C"),
     ]), 12, 8)
+    lay.add(timeseries("Goodput", "Requests per second that are on time by every latency SLO and pass scoring (the scenario's slo: list).", "reqps", [
+        target(f"sum by (candidate) (rate(loadbench_good_requests_total{{{M}}}[$__rate_interval]))")]), 12, 8)
     lay.add(timeseries("Quality error classes", "Failed or unscored answers by scorer and error class (measurement window, cumulative).", "short", [
         target(f"sum by (candidate, scorer, error_class) (loadbench_eval_errors_total{{{M}}})", "{{candidate}} {{scorer}} {{error_class}}"),
     ]), 12, 8)
@@ -198,6 +202,7 @@ def capacity_dashboard() -> dict[str, Any]:
         (f'max by ({BY}) (loadbench_hdr_request_duration_seconds{{{M}, quantile="0.99"}})', "Latency p99", "s"),
         (f"max by ({BY}) (loadbench_eval_accuracy_ratio{{{M}}})", "Accuracy", "percentunit"),
         (f'sum by ({BY}) (increase(loadbench_eval_answers_total{{{M}, verdict="pass"}}[$__range])) / $__range_s', "Correct answers/s", "reqps"),
+        (f"sum by ({BY}) (increase(loadbench_good_requests_total{{{M}}}[$__range])) / $__range_s", "Goodput", "reqps"),
         (f'max by ({BY}) (loadbench_hdr_schedule_lag_seconds{{{M}, quantile="0.99"}})', "Schedule lag p99", "s"),
     ]
     refs = [chr(ord("A") + i) for i in range(len(columns))]
@@ -223,8 +228,8 @@ def capacity_dashboard() -> dict[str, Any]:
         target(f"max by (candidate) (loadbench_offered_rate_requests_per_second{{{M}}})")]), 12, 8)
     lay.add(timeseries("Accuracy while the offered rate changes", "Does quality degrade under load (timeouts, truncation)?", "percentunit", [
         target(f"loadbench_eval_accuracy_ratio{{{M}}}")]), 12, 8)
-    lay.add(timeseries("Correct answers per second", "Passed answers per second: goodput without a latency SLO.", "reqps", [
-        target(f'sum by (candidate) (rate(loadbench_eval_answers_total{{{M}, verdict="pass"}}[$__rate_interval]))')]), 12, 8)
+    lay.add(timeseries("Goodput while the offered rate changes", "On-time (every latency SLO) and correct requests per second.", "reqps", [
+        target(f"sum by (candidate) (rate(loadbench_good_requests_total{{{M}}}[$__rate_interval]))")]), 12, 8)
     return dashboard("loadbench-capacity", "loadbench: capacity", lay.panels,
                      "Latency, accuracy and correct answers per second against offered load, across runs.")
 

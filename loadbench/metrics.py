@@ -74,6 +74,8 @@ CONTRACT: tuple[MetricSpec, ...] = (
     MetricSpec("loadbench_eval_accuracy_ci_upper_ratio", "gauge", RUN, "ratio", "Wilson 95% upper bound of the accuracy."),
     MetricSpec("loadbench_eval_attempted_accuracy_ratio", "gauge", RUN, "ratio", "pass / (pass + fail + skipped): request failures count against."),
     MetricSpec("loadbench_judge_cost_dollars", "counter", RUN, "", "Judge spend in USD, apart from the candidate's cost."),
+    MetricSpec("loadbench_good_requests", "counter", RUN, "", "Goodput: requests on time by every latency SLO and passing scoring (whole run)."),
+    MetricSpec("loadbench_goodput_ratio", "gauge", RUN, "ratio", "Good requests / all attempts in the measurement window (errors and drops count against)."),
     MetricSpec("loadbench_hdr_request_duration_seconds", "summary", RUN, "seconds",
                "Exact percentiles of headline latency from the merged HDR histogram of the measurement window. Per candidate; never average across series."),
     MetricSpec("loadbench_hdr_time_to_first_token_seconds", "summary", RUN, "seconds", "Exact TTFT percentiles (HDR, measurement window)."),
@@ -227,16 +229,20 @@ class LoadbenchCollector(Collector):
         high = self._family("loadbench_eval_accuracy_ci_upper_ratio")
         attempted = self._family("loadbench_eval_attempted_accuracy_ratio")
         judge = self._family("loadbench_judge_cost_dollars")
+        good_total = self._family("loadbench_good_requests")
+        good_ratio = self._family("loadbench_goodput_ratio")
         q = self.quality
         for name in self.recorder.candidates:
             labels = [*run, name]
             counts = {v: 0 for v in VERDICTS}
             scorers: dict[str, tuple[int, int, int, int, dict[str, int]]] = {}
             judge_cost = 0.0
+            good = (0, 0, 0)
             if q is not None:
                 with q.lock:
                     cq = q.candidates.get(name)
                     if cq is not None:
+                        good = (cq.good_total, cq.good, cq.attempted)
                         g = cq.overall
                         counts = {"pass": g.pass_, "fail": g.fail, "unscored": g.unscored, "skipped": g.skipped}
                         scorers = {k: (s.pass_, s.fail, s.unscored, s.skipped, dict(s.error_classes)) for k, s in cq.scorers.items()}
@@ -257,7 +263,10 @@ class LoadbenchCollector(Collector):
             if att is not None:
                 attempted.add_metric(labels, att)
             judge.add_metric(labels, judge_cost)
-        yield from (answers, per_scorer, errors, acc, low, high, attempted, judge)
+            good_total.add_metric(labels, good[0])
+            if good[2]:
+                good_ratio.add_metric(labels, good[1] / good[2])
+        yield from (answers, per_scorer, errors, acc, low, high, attempted, judge, good_total, good_ratio)
 
 
 class MetricsServer:
