@@ -78,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     sim.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     sim.add_argument("--params", help='JSON object overriding profile numbers, e.g. \'{"slots": 4}\'')
+    sim.add_argument("--faults", help='JSON fault injection, e.g. \'{"http_5xx": 0.05, "reset": {"rate": 0.5, "start_s": 10, "end_s": 20}}\'')
 
     resc = sub.add_parser("rescore", help="score a run's stored responses again (no request is sent to a candidate)")
     resc.add_argument("run_dir")
@@ -200,8 +201,20 @@ def _cmd_sim(args: argparse.Namespace) -> int:
             with_params(_P[args.profile], params)
         except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
             raise ConfigError.single("--params", str(exc)) from None
+    faults = None
+    if args.faults:
+        import orjson
+        from pydantic import ValidationError
+
+        from .sim_faults import FaultSpec
+
+        try:
+            faults = orjson.loads(args.faults)
+            FaultSpec.model_validate(faults)
+        except (orjson.JSONDecodeError, ValidationError) as exc:
+            raise ConfigError.single("--faults", str(exc).splitlines()[0]) from None
     try:
-        asyncio.run(serve(args.profile, args.port, dataset, args.seed, args.host, args.parent_pid, params))
+        asyncio.run(serve(args.profile, args.port, dataset, args.seed, args.host, args.parent_pid, params, faults))
     except KeyboardInterrupt:
         pass
     return EXIT_OK

@@ -224,11 +224,12 @@ async def execute(
         base_urls: dict[str, str] = {}
         sim_seed = scenario.load.seed
         judge_cfg = scenario.scoring.judge
-        sim_profiles = [(c.sim, c.sim_params) for c in scenario.candidates if c.sim is not None]
+        sim_profiles = [(c.sim, c.sim_params, c.sim_faults.model_dump() if c.sim_faults else None)
+                        for c in scenario.candidates if c.sim is not None]
         if judge_cfg is not None and judge_cfg.sim is not None:
-            sim_profiles.append((judge_cfg.sim, {}))
+            sim_profiles.append((judge_cfg.sim, {}, None))
         started = await asyncio.gather(
-            *(start_sim(profile, resolved.dataset_path, sim_seed, params) for profile, params in sim_profiles),
+            *(start_sim(profile, resolved.dataset_path, sim_seed, params, faults) for profile, params, faults in sim_profiles),
             return_exceptions=True,
         )
         failures = [s for s in started if isinstance(s, BaseException)]
@@ -280,7 +281,7 @@ async def execute(
                 url=endpoint_url(base_urls[cand.name], cand.api), api=cand.api, stream=cand.stream,
                 timeout_s=cand.timeout_s, headers=headers, input_per_mtok=pricing.input_per_mtok,
                 output_per_mtok=pricing.output_per_mtok, cached_input_per_mtok=pricing.cached_input_per_mtok,
-                secret=secret,
+                secret=secret, max_response_bytes=cand.max_response_bytes,
             )
             client = OpenAIClient(session, settings, clock)
             payloads = [

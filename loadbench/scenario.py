@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError, Problem, format_loc
+from .sim_faults import FaultSpec
 
 
 class _Strict(BaseModel):
@@ -32,6 +33,8 @@ class Candidate(_Strict):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     sim: str | None = None
     sim_params: dict[str, float | int] = Field(default_factory=dict)  # override a simulator profile's numbers
+    sim_faults: FaultSpec | None = None  # fault injection in the simulator (rates or schedules per fault)
+    max_response_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     base_url: str | None = None
     model: str | None = None
     api: Literal["chat", "completions"] = "chat"

@@ -26,11 +26,14 @@ class SimProcess:
         return f"http://127.0.0.1:{self.port}/v1"
 
 
-async def start_sim(profile: str, dataset: Path | None, seed: int, params: dict[str, float | int] | None = None) -> SimProcess:
+async def start_sim(profile: str, dataset: Path | None, seed: int, params: dict[str, float | int] | None = None,
+                    faults: dict[str, object] | None = None) -> SimProcess:
     args = [sys.executable, "-m", "loadbench", "sim", "--port", "0", "--profile", profile, "--seed", str(seed),
             "--parent-pid", str(os.getpid())]
     if params:
         args += ["--params", orjson.dumps(params).decode()]
+    if faults:
+        args += ["--faults", orjson.dumps(faults).decode()]
     if dataset is not None:
         args += ["--dataset", str(dataset)]
     proc = await asyncio.create_subprocess_exec(

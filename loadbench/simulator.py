@@ -13,6 +13,7 @@ import orjson
 from aiohttp import web
 
 from .dataset import Item, load_dataset
+from .sim_faults import FaultPicker, FaultSpec
 from .sim_model import (
     PROFILES,
     Profile,
@@ -40,9 +41,11 @@ class Reply:
 class SimState:
     """Server-side state: the batch slots and the eval set the simulator can answer."""
 
-    def __init__(self, profile: Profile, items: list[Item], seed: int) -> None:
+    def __init__(self, profile: Profile, items: list[Item], seed: int, faults: FaultSpec | None = None) -> None:
         self.profile = profile
         self.seed = seed
+        self.faults = FaultPicker(faults, seed) if faults is not None else None
+        self.started = time.monotonic()
         self.slots = asyncio.Semaphore(profile.slots)
         self.active = 0
         self.by_prompt: dict[str, Item] = {}
@@ -149,8 +152,8 @@ def _sse(obj: Any) -> bytes:
 SIM_STATE: web.AppKey[SimState] = web.AppKey("sim_state", SimState)
 
 
-def build_app(profile: Profile, items: list[Item], seed: int = 0) -> web.Application:
-    state = SimState(profile, items, seed)
+def build_app(profile: Profile, items: list[Item], seed: int = 0, faults: FaultSpec | None = None) -> web.Application:
+    state = SimState(profile, items, seed, faults)
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[SIM_STATE] = state
     created = int(time.time())
@@ -173,8 +176,14 @@ def build_app(profile: Profile, items: list[Item], seed: int = 0) -> web.Applica
         reply = state.reply(body, chat)
         model = body.get("model") or f"sim-{profile.name}"
         rid = f"cmpl-sim-{state.served}"
+        request_no = state.served
         state.served += 1
         stream = bool(body.get("stream"))
+        fault = state.faults.pick(request_no, time.monotonic() - state.started) if state.faults is not None else None
+        if fault is not None:
+            early = await _fault_response(fault, state.faults.spec, request, stream)  # type: ignore[union-attr]
+            if early is not None:
+                return early
         usage = {
             "prompt_tokens": reply.prompt_tokens,
             "completion_tokens": len(reply.pieces) + sum(len(split_tokens(orjson.dumps(c["arguments"]).decode())) for c in reply.tool_calls or []),
@@ -219,6 +228,15 @@ def build_app(profile: Profile, items: list[Item], seed: int = 0) -> web.Applica
                         await asyncio.sleep(decode_step_s(profile, state.active))
                     delta = {"index": 0, "delta": {"content": piece}, "finish_reason": None} if chat else {"index": 0, "text": piece, "finish_reason": None}
                     await resp.write(_sse({**base, "choices": [delta]}))
+                    if fault is not None and i == 0:
+                        if fault == "reset":
+                            request.transport.abort()  # type: ignore[union-attr]
+                            return resp
+                        if fault == "truncate":
+                            await resp.write_eof()
+                            return resp
+                        if fault == "malformed":
+                            await resp.write(b'data: {"choices": [{"delta": {"content": "x"}\n\n')
                 end = {"index": 0, "delta": {}, "finish_reason": reply.finish_reason} if chat else {"index": 0, "text": "", "finish_reason": reply.finish_reason}
                 await resp.write(_sse({**base, "choices": [end]}))
                 if (body.get("stream_options") or {}).get("include_usage"):
@@ -242,6 +260,48 @@ def build_app(profile: Profile, items: list[Item], seed: int = 0) -> web.Applica
     return app
 
 
+async def _fault_response(fault: str, spec: FaultSpec, request: web.Request, stream: bool) -> web.StreamResponse | None:
+    """Faults that replace the whole answer; None for those injected mid-stream."""
+    if fault == "http_5xx":
+        return web.json_response({"error": {"message": "simulated overload", "type": "server_error"}}, status=503)
+    if fault == "http_429":
+        return web.json_response({"error": {"message": "simulated rate limit", "type": "rate_limit"}}, status=429,
+                                 headers={"Retry-After": "1"})
+    if fault == "stall":
+        await asyncio.sleep(spec.stall_s)
+        return web.json_response({"error": {"message": "stalled"}}, status=504)
+    if fault == "wrong_content_type":
+        return web.Response(text="<html><body>502 Bad Gateway</body></html>", content_type="text/html")
+    if fault == "oversized":
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        chunk = b" " * 65536
+        sent = 0
+        await resp.write(b'{"choices": [{"message": {"content": "')
+        while sent < spec.oversize_bytes:
+            await resp.write(chunk)
+            sent += len(chunk)
+        await resp.write(b'"}}]}')
+        await resp.write_eof()
+        return resp
+    if fault == "slow_drip":
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream" if stream else "application/json"})
+        await resp.prepare(request)
+        for byte in b'data: {"choices": [{"delta": {"content": "slow"}}]}\n\n' * 50:
+            await resp.write(bytes([byte]))
+            await asyncio.sleep(spec.drip_interval_s)
+        await resp.write_eof()
+        return resp
+    if fault == "no_length_close":
+        transport = request.transport
+        if transport is not None:
+            transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+                            b'{"choices": [{"message": {"content": "cut sh')
+            transport.close()
+        return web.Response(status=200)  # never sent: the connection is gone
+    return None
+
+
 def load_profile(name: str) -> Profile:
     if name not in PROFILES:
         raise KeyError(name)
@@ -249,14 +309,15 @@ def load_profile(name: str) -> Profile:
 
 
 async def serve(profile_name: str, port: int, dataset: Path | None, seed: int, host: str = "127.0.0.1",
-                parent_pid: int | None = None, params: dict[str, float | int] | None = None) -> None:
+                parent_pid: int | None = None, params: dict[str, float | int] | None = None,
+                faults: dict[str, Any] | None = None) -> None:
     """Run until cancelled (or until `parent_pid` is gone); prints one JSON line with the
     bound port once listening."""
     profile = load_profile(profile_name)
     if params:
         profile = with_params(profile, params)
     items = load_dataset(dataset) if dataset else []
-    app = build_app(profile, items, seed)
+    app = build_app(profile, items, seed, FaultSpec.model_validate(faults) if faults else None)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=4096)
