@@ -98,6 +98,12 @@ class OpenAIClient:
             ) as resp:
                 r.http_status = resp.status
                 if resp.status >= 400:
+                    retry_after = resp.headers.get("Retry-After")
+                    if retry_after:
+                        try:
+                            r.retry_after_s = min(float(retry_after), 300.0)
+                        except ValueError:
+                            pass
                     body = await resp.content.read(MAX_ERROR_BODY)
                     raise _Failure(_http_class(resp.status), _error_text(resp.status, body), resp.status)
                 ctype = resp.headers.get("Content-Type", "")

@@ -27,10 +27,10 @@ from .hdr import HlogWriter
 from .pacer import ItemOrder, arrival_offsets_ns
 from .progress import ProgressView, progress_lines
 from .recorder import Recorder
-from .records import RequestResult
+from .records import ERROR, RequestResult, reset_for_retry
 from .results_log import ResultsLog
 from .runner import Lane, Plan, Runner, RunOutcome
-from .scenario import Candidate, Scenario
+from .scenario import AbortRule, Candidate, Retry, Scenario
 from .sim_model import PROFILES, with_params
 from .sim_process import SimProcess, start_sim, stop_sim
 from prometheus_client import CollectorRegistry
@@ -291,7 +291,7 @@ async def execute(
                 for item in resolved.items
             ]
             prompt_chars = [len(item.prompt_text()) for item in resolved.items]
-            lanes.append(Lane(cand.name, _make_send(client, payloads, prompt_chars), cand.max_in_flight))
+            lanes.append(Lane(cand.name, _make_send(client, payloads, prompt_chars, cand.retry), cand.max_in_flight))
             if cand.sim is None:
                 preflight.append(_preflight(session, cand, base_urls[cand.name], headers, resolved.scenario_path, index, secret))
         problems = [p for p in await asyncio.gather(*preflight) if p is not None]
@@ -369,11 +369,18 @@ async def execute(
             float(plan.offsets_ns[-1]) / NS_PER_S if len(plan.offsets_ns) else None
         )
 
+        history: list[tuple[float, dict[str, tuple[int, int, int]]]] = []
+
         async def ticker() -> None:
             while True:
                 await asyncio.sleep(1.0)
                 elapsed = (clock.now_ns() - runner.t0_ns) / NS_PER_S
                 recorder.flush(elapsed)
+                if scenario.abort_on and not runner.stopping:
+                    reason = _abort_reason(scenario.abort_on, recorder, history, elapsed)
+                    if reason:
+                        sys.stderr.write(f"\nloadbench: {reason}; stopping the run\n")
+                        runner.request_stop(reason)
                 if run_state.phase != "drain":
                     run_state.phase = "warmup" if elapsed < scenario.load.warmup_s else "measure"
                     if runner.stopping or (plan.mode == "open" and runner.dispatched >= len(plan.offsets_ns)):
@@ -457,13 +464,56 @@ async def execute(
         await asyncio.gather(*(stop_sim(s) for s in sims), return_exceptions=True)
 
 
-def _make_send(client: OpenAIClient, payloads: list[bytes], prompt_chars: list[int]):  # noqa: ANN202
+def _make_send(client: OpenAIClient, payloads: list[bytes], prompt_chars: list[int], retry: Retry):  # noqa: ANN202
     send = client.send
+    if retry.max_attempts <= 1:
+        async def lane_send(item_index: int, r: RequestResult, t0_ns: int) -> None:
+            await send(payloads[item_index], prompt_chars[item_index], r, t0_ns)
 
-    async def lane_send(item_index: int, r: RequestResult, t0_ns: int) -> None:
+        return lane_send
+    retry_on = frozenset(retry.on_errors)
+
+    async def lane_send_with_retries(item_index: int, r: RequestResult, t0_ns: int) -> None:
         await send(payloads[item_index], prompt_chars[item_index], r, t0_ns)
+        first_sent = r.sent_ns
+        attempt = 1
+        while r.status == ERROR and r.error_class in retry_on and attempt < retry.max_attempts:
+            delay = retry.backoff_s * 2 ** (attempt - 1)
+            if retry.respect_retry_after and r.retry_after_s:
+                delay = max(delay, r.retry_after_s)
+            await asyncio.sleep(min(delay, retry.max_backoff_s))
+            reset_for_retry(r)
+            await send(payloads[item_index], prompt_chars[item_index], r, t0_ns)
+            attempt += 1
+        r.retries = attempt - 1
+        r.sent_ns = first_sent  # schedule lag is the first attempt's; latency stays from the intended time
 
-    return lane_send
+    return lane_send_with_retries
+
+
+def _abort_reason(rules: list[AbortRule], recorder: Recorder, history: list[tuple[float, dict[str, tuple[int, int, int]]]],
+                  now_s: float) -> str | None:
+    """Check abort rules over a sliding window of per-second counter snapshots."""
+    snapshot = {name: (rec.total.sent, rec.total.error_count, rec.total.dropped) for name, rec in recorder.candidates.items()}
+    history.append((now_s, snapshot))
+    for rule in rules:
+        past = next(((t, s) for t, s in history if now_s - t <= rule.window_s), None)
+        if past is None:
+            continue
+        for name, (sent, errors, dropped) in snapshot.items():
+            if rule.candidate and rule.candidate != name:
+                continue
+            sent0, errors0, dropped0 = past[1].get(name, (0, 0, 0))
+            d_sent, d_err, d_drop = sent - sent0, errors - errors0, dropped - dropped0
+            if rule.metric == "error_ratio" and d_sent >= rule.min_requests and d_err / d_sent > rule.above:
+                return f"aborted: {name} error ratio {d_err / d_sent:.2f} > {rule.above:g} over the last {rule.window_s:g}s"
+            total = d_sent + d_drop
+            if rule.metric == "drop_ratio" and total >= rule.min_requests and d_drop / total > rule.above:
+                return f"aborted: {name} drop ratio {d_drop / total:.2f} > {rule.above:g} over the last {rule.window_s:g}s"
+    cutoff = now_s - max((r.window_s for r in rules), default=0) - 2
+    while history and history[0][0] < cutoff:
+        history.pop(0)
+    return None
 
 
 def _on_signal(runner: Runner, sig: int) -> None:

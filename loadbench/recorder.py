@@ -67,9 +67,11 @@ class Counts:
     cached_tokens: int = 0
     cost_usd: float = 0.0
     token_sources: dict[str, int] = field(default_factory=dict)
+    retries: int = 0
 
     def add(self, r: RequestResult) -> None:
         self.scheduled += 1
+        self.retries += r.retries
         status = r.status
         if status == DROPPED:
             self.dropped += 1

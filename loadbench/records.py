@@ -62,6 +62,8 @@ class RequestResult:
     # Inter-token (inter-chunk) latencies between output-bearing chunks, in µs.
     itl_us: list[int] = field(default_factory=list)
     output_chunks: int = 0
+    retries: int = 0  # extra attempts (retries are off unless the candidate enables them)
+    retry_after_s: float = 0.0  # the server's Retry-After on the last failed attempt
     # Quality: pass | fail | unscored | skipped (None when the item has no scorers).
     verdict: str | None = None
     scores: list[dict[str, Any]] | None = None
@@ -97,6 +99,20 @@ class RequestResult:
 
 
 RESULT_FIELDS: tuple[str, ...] = tuple(RequestResult.__dataclass_fields__)
+
+_RESET_FOR_RETRY = {
+    "status": OK, "error_class": None, "error": None, "http_status": 0, "first_token_ns": -1, "first_content_ns": -1,
+    "done_ns": -1, "input_tokens": 0, "output_tokens": 0, "cached_tokens": 0, "token_source": "none", "cost_usd": 0.0,
+    "finish_reason": None, "text": "", "reasoning": "", "refusal": None, "tool_calls": None, "output_chunks": 0,
+    "retry_after_s": 0.0,
+}
+
+
+def reset_for_retry(r: RequestResult) -> None:
+    """Clear what the failed attempt left, keeping identity, intended time and first send."""
+    for name, value in _RESET_FOR_RETRY.items():
+        setattr(r, name, value)
+    r.itl_us = []
 
 
 def result_from_dict(row: dict[str, Any]) -> RequestResult:

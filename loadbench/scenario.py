@@ -29,12 +29,25 @@ class Pricing(_Strict):
     replica_hour: float | None = Field(None, ge=0)
 
 
+class Retry(_Strict):
+    """Retries hide errors, so they are off (max_attempts 1) unless asked for; when on, they are
+    counted apart and latency is still measured from the first intended send."""
+
+    max_attempts: int = Field(1, ge=1, le=10)
+    on_errors: list[Literal["connect", "timeout", "http_429", "http_5xx", "disconnected", "stream_truncated", "invalid_response"]] = Field(
+        default_factory=lambda: ["http_429", "http_5xx", "connect"])
+    backoff_s: float = Field(0.2, ge=0)
+    max_backoff_s: float = Field(10.0, ge=0)
+    respect_retry_after: bool = True
+
+
 class Candidate(_Strict):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     sim: str | None = None
     sim_params: dict[str, float | int] = Field(default_factory=dict)  # override a simulator profile's numbers
     sim_faults: FaultSpec | None = None  # fault injection in the simulator (rates or schedules per fault)
     max_response_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    retry: Retry = Field(default_factory=Retry)
     base_url: str | None = None
     model: str | None = None
     api: Literal["chat", "completions"] = "chat"
@@ -143,6 +156,16 @@ class Decision(_Strict):
     objective: Literal["cost_per_correct", "cost_per_task", "accuracy", "latency_p95", "goodput"] = "cost_per_correct"
 
 
+class AbortRule(_Strict):
+    """Stop the run early (k6's abortOnFail idea) when a candidate's recent error ratio is too high."""
+
+    metric: Literal["error_ratio", "drop_ratio"] = "error_ratio"
+    above: float = Field(gt=0, le=1)
+    window_s: float = Field(10.0, gt=0)
+    min_requests: int = Field(20, ge=1)
+    candidate: str | None = None
+
+
 class Output(_Strict):
     dir: str = "runs"
     store_text: bool = True
@@ -158,6 +181,7 @@ class Scenario(_Strict):
     slo: list[str] = Field(default_factory=list)
     validity: Validity = Field(default_factory=Validity)
     decision: Decision = Field(default_factory=Decision)
+    abort_on: list[AbortRule] = Field(default_factory=list)
     output: Output = Field(default_factory=Output)
 
     @field_validator("slo")

@@ -26,6 +26,7 @@ def _requests(c: Counts) -> dict[str, Any]:
         "error_total": c.error_count,
         "dropped": c.dropped,
         "cancelled": c.cancelled,
+        "retries": c.retries,
     }
 
 

@@ -26,6 +26,9 @@ def assess(summary: dict[str, Any], limits: ValidityLimits, loop_cpu_ratio: floa
     if loop_cpu_ratio is not None and loop_cpu_ratio > limits.max_loop_cpu_ratio:
         reasons.append(f"the sending thread used {100 * loop_cpu_ratio:.0f}% of a core (limit "
                        f"{100 * limits.max_loop_cpu_ratio:.0f}%): the client is near saturation; use fewer candidates per run or a lower rate")
+    stop = (summary.get("outcome") or {}).get("stop_reason") or ""
+    if stop.startswith("aborted"):
+        reasons.append(f"the run was {stop}")
     open_loop = summary.get("mode") == "open-loop"
     for name, c in (summary.get("candidates") or {}).items():
         mine = []

@@ -54,7 +54,8 @@ def summarize_records(records):
 def test_counts_obey_the_accounting_identities():
     s = summarize_records(sample_records())["candidates"]["a"]
     req = s["requests"]
-    assert req == {"scheduled": 6, "sent": 5, "ok": 3, "errors": {"http_5xx": 1}, "error_total": 1, "dropped": 1, "cancelled": 1}
+    assert req == {"scheduled": 6, "sent": 5, "ok": 3, "errors": {"http_5xx": 1}, "error_total": 1, "dropped": 1, "cancelled": 1,
+                   "retries": 0}
     assert req["scheduled"] == req["sent"] + req["dropped"]
     assert req["sent"] == req["ok"] + req["error_total"] + req["cancelled"]
     assert s["window"]["scheduled"] == 5 and s["window"]["ok"] == 2
