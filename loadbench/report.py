@@ -140,6 +140,9 @@ def comparison_table(summary: dict[str, Any]) -> str:
     head += f", warm-up {load.get('warmup_s', 0)}s excluded)"
     foot = ("latency = from the intended send time; service time = from the actual send; "
             "* = too few samples for that percentile (p50 < 20, p90 < 100, p95 < 200, p99 < 1000, p99.9 < 10000)")
+    insecure = [n for n, c in summary["candidates"].items() if c.get("tls_verify") is False]
+    if insecure:
+        foot += f"\nWARNING: TLS certificate verification was OFF (insecure: true) for: {', '.join(insecure)}"
     outcome = summary.get("outcome", {})
     if outcome.get("stop_reason") not in (None, "completed"):
         foot += f"\nrun stopped early: {outcome['stop_reason']}"

@@ -47,6 +47,9 @@ def run_markdown(summary: dict[str, Any]) -> str:
     decision = (summary.get("decision") or {}).get("summary")
     if decision:
         parts += [f"**{decision}**", ""]
+    insecure = [n for n, c in summary["candidates"].items() if c.get("tls_verify") is False]
+    if insecure:
+        parts += [f"> **TLS certificate verification was OFF** (insecure: true) for: {', '.join(insecure)}", ""]
     parts += [_md_table(["", *cands], rows), ""]
     details = quality_details(summary)
     verdicts = verdict_lines(summary)
@@ -92,6 +95,9 @@ def run_html(summary: dict[str, Any]) -> str:
         f"{escape(str((summary.get('load') or {}).get('arrival')))} {escape(str((summary.get('load') or {}).get('rate_qps')))} req/s · "
         f"started {escape(str(summary.get('started_at')))} · loadbench {escape(str((summary.get('provenance') or {}).get('loadbench')))}</p>",
     ]
+    insecure = [n for n, c in cands.items() if c.get("tls_verify") is False]
+    if insecure:
+        html.append(f"<div class='box bad'>TLS certificate verification was OFF (insecure: true) for: {escape(', '.join(insecure))}</div>")
     if decision.get("summary"):
         html.append(f"<div class='{box_class}'><b>{escape(decision['summary'])}</b>")
         if decision.get("reasons") or decision.get("caveats"):

@@ -113,6 +113,8 @@ def build_summary(recorder: Recorder, meta: dict[str, Any], outcome: dict[str, A
             c["cost_usd"]["judge"] = q["judge_cost_usd"]
         if quality is not None:
             c["goodput"] = quality.goodput(name, rec.intended.span_s() or _closed_span(rec))
+        cand_meta = (meta.get("candidates") or {}).get(name) or {}
+        c["tls_verify"] = not cand_meta.get("insecure", False)
         candidates[name] = c
     return {
         "schema_version": SUMMARY_SCHEMA_VERSION,
