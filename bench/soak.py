@@ -71,7 +71,7 @@ scoring: {{judge: {{sim: judge}}}}
             samples.append(sample)
             print(json.dumps(sample), flush=True)
             time.sleep(args.every)
-        out, err = proc.communicate()
+        out, _err = proc.communicate()
     summary = json.loads(out) if out.strip() else {}
     result = {"minutes": args.minutes, "rate_qps": args.rate, "samples": samples,
               "final": {n: {"sent": c["requests"]["sent"], "errors": c["requests"]["error_total"],

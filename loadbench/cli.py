@@ -194,7 +194,8 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     if args.params:
         import orjson
 
-        from .sim_model import PROFILES as _P, with_params
+        from .sim_model import PROFILES as _P
+        from .sim_model import with_params
 
         try:
             params = orjson.loads(args.params)
@@ -284,7 +285,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     for flag, value in (("--step-duration", args.step_duration), ("--warmup", args.warmup)):
         if value < 0 or (flag == "--step-duration" and value == 0):
             raise ConfigError.single(flag, "must be positive")
-    overrides = list(args.set) + ["load.requests=null", f"load.duration_s={args.step_duration}"]
+    overrides = [*list(args.set), "load.requests=null", f"load.duration_s={args.step_duration}"]
     scenario, scenario_dir = load_scenario(args.scenario, overrides)
     resolved = resolve(scenario, args.scenario, scenario_dir, args.candidate or None)
     cfg = SweepConfig(rates=rates, step_s=args.step_duration, warmup_s=args.warmup, steps=args.steps, refine=args.refine,

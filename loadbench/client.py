@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,7 +120,7 @@ class OpenAIClient:
             r.status = ERROR
             r.error_class = f.error_class
             r.error = self.redact(str(f))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             r.done_ns = clock.now_ns() - t0_ns
             r.status = ERROR
             r.error_class = "timeout"
@@ -200,8 +200,15 @@ class _StreamState:
     """Accumulates one response, streamed or not."""
 
     __slots__ = (
-        "content", "reasoning", "refusal", "tools", "finish_reason", "usage", "done",
-        "times", "first_content",
+        "content",
+        "done",
+        "finish_reason",
+        "first_content",
+        "reasoning",
+        "refusal",
+        "times",
+        "tools",
+        "usage",
     )
 
     def __init__(self) -> None:
@@ -328,7 +335,7 @@ class _StreamState:
         if times:
             r.first_token_ns = times[0]
             r.output_chunks = len(times)
-            r.itl_us = [(b - a) // 1000 for a, b in zip(times, times[1:])]
+            r.itl_us = [(b - a) // 1000 for a, b in itertools.pairwise(times)]
         r.first_content_ns = self.first_content
         usage = self.usage
         if usage and isinstance(usage, dict) and usage.get("completion_tokens") is not None:

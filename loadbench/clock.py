@@ -32,7 +32,7 @@ class MonotonicClock:
     sleeps on a loop timer to within `spin_ns` and yields cooperatively for the rest.
     """
 
-    __slots__ = ("spin_ns", "_timers")
+    __slots__ = ("_timers", "spin_ns")
 
     def __init__(self, spin_ns: int = 1_000_000) -> None:
         self.spin_ns = spin_ns

@@ -41,9 +41,9 @@ def pareto_frontier(cands: dict[str, dict[str, Any]]) -> list[str]:
     """Candidates not dominated on (accuracy up, p95 latency down, cost per task down)."""
     points = {name: p for name, c in cands.items() if (p := _point(c)) is not None}
     front = []
-    for name, (a, l, k) in points.items():
+    for name, (a, lat, k) in points.items():
         dominated = any(
-            (a2 >= a and l2 <= l and k2 <= k) and (a2 > a or l2 < l or k2 < k)
+            (a2 >= a and l2 <= lat and k2 <= k) and (a2 > a or l2 < lat or k2 < k)
             for other, (a2, l2, k2) in points.items() if other != name
         )
         if not dominated:

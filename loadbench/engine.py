@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from prometheus_client import CollectorRegistry
 
 from . import __version__
 from .client import ClientSettings, OpenAIClient, build_payload, endpoint_url
@@ -24,24 +25,22 @@ from .dataset import Item, load_dataset
 from .errors import ConfigError, Problem
 from .files import write_json_atomic
 from .hdr import HlogWriter
+from .judge import JudgeSettings
+from .metrics import LoadbenchCollector, MetricsServer, RunState, push
 from .pacer import ItemOrder, arrival_offsets_ns
 from .progress import ProgressView, progress_lines
+from .quality import QualityAggregator
 from .recorder import Recorder
 from .records import ERROR, RequestResult, reset_for_retry
+from .reports import write_run_reports
 from .results_log import ResultsLog
 from .runner import Lane, Plan, Runner, RunOutcome
 from .scenario import AbortRule, Candidate, Retry, Scenario
-from .sim_model import PROFILES, with_params
-from .sim_process import SimProcess, start_sim, stop_sim
-from prometheus_client import CollectorRegistry
-
-from .judge import JudgeSettings
-from .metrics import LoadbenchCollector, MetricsServer, RunState, push
-from .quality import QualityAggregator
 from .scoring import CompiledSpec, compile_item_specs
 from .scoring_worker import ScoringWorker
+from .sim_model import PROFILES, with_params
+from .sim_process import SimProcess, start_sim, stop_sim
 from .slo import parse_clauses, request_check
-from .reports import write_run_reports
 from .summary import add_verdicts, build_summary
 from .validity import ValidityLimits
 
@@ -130,7 +129,7 @@ def build_plan(scenario: Scenario, items: list[Item]) -> Plan:
     load = scenario.load
     order = ItemOrder(len(items), load.seed)
     ids = [item.id or "" for item in items]
-    warmup_ns = int(round(load.warmup_s * NS_PER_S))
+    warmup_ns = round(load.warmup_s * NS_PER_S)
     if load.mode == "closed":
         import numpy as np
 
@@ -189,7 +188,7 @@ async def _preflight(session: aiohttp.ClientSession, cand: Candidate, base_url: 
             if resp.status >= 500:
                 return Problem(scenario_path, None, f"candidates[{index}]", f"{cand.name}: {url} answered HTTP {resp.status}")
             return None  # 404 and friends: many gateways have no /models; the endpoint is there
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         text = str(exc) or type(exc).__name__
         if secret:
             text = text.replace(secret, "[REDACTED]")
@@ -266,7 +265,7 @@ async def execute(
                 headers["Authorization"] = f"Bearer {secret}"
             connector = aiohttp.TCPConnector(
                 limit=cand.max_in_flight, limit_per_host=cand.max_in_flight,
-                ssl=False if cand.insecure else True, ttl_dns_cache=300, enable_cleanup_closed=True,
+                ssl=not cand.insecure, ttl_dns_cache=300, enable_cleanup_closed=True,
             )
             session = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=False)
             sessions.append(session)
@@ -464,7 +463,7 @@ async def execute(
         await asyncio.gather(*(stop_sim(s) for s in sims), return_exceptions=True)
 
 
-def _make_send(client: OpenAIClient, payloads: list[bytes], prompt_chars: list[int], retry: Retry):  # noqa: ANN202
+def _make_send(client: OpenAIClient, payloads: list[bytes], prompt_chars: list[int], retry: Retry):
     send = client.send
     if retry.max_attempts <= 1:
         async def lane_send(item_index: int, r: RequestResult, t0_ns: int) -> None:

@@ -206,7 +206,7 @@ class JudgeClient:
                 msg = obj["choices"][0]["message"]
                 text = msg.get("content") or ""
                 usage = obj.get("usage") or {}
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, orjson.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError, orjson.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
                 self.errors += 1
                 message = f"{type(exc).__name__}: {exc}"
                 if self._s.secret:

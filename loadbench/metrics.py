@@ -136,7 +136,7 @@ class LoadbenchCollector(Collector):
             return SummaryMetricFamily(name, spec.help, labels=labels, unit=unit)
         return GaugeMetricFamily(name, spec.help, labels=labels, unit=unit)
 
-    def collect(self) -> Iterator[Metric]:  # noqa: C901 - one family after another
+    def collect(self) -> Iterator[Metric]:
         st = self.state
         run = [st.run_id, st.scenario]
         fam = self._family("loadbench_build_info")

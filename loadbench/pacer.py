@@ -57,7 +57,7 @@ def arrival_offsets_ns(
         raise ValueError("burstiness (gamma shape) must be > 0")
     sample = GAP_SAMPLERS[arrival]
     rng = np.random.Generator(np.random.PCG64(seed))
-    warmup_ns = int(round(warmup_s * NS_PER_S))
+    warmup_ns = round(warmup_s * NS_PER_S)
 
     if arrival == "constant":
         # Exact i/rate: no floating accumulation of gaps.
@@ -68,7 +68,7 @@ def arrival_offsets_ns(
             n = int(np.ceil((warmup_s + duration_s) * rate_qps - 1e-9))  # type: ignore[operator]
         return np.round(np.arange(n, dtype=np.float64) * (NS_PER_S / rate_qps)).astype(np.int64)
 
-    end_ns = None if duration_s is None else warmup_ns + int(round(duration_s * NS_PER_S))
+    end_ns = None if duration_s is None else warmup_ns + round(duration_s * NS_PER_S)
     pieces: list[np.ndarray] = []
     last_s = 0.0
     first = True
@@ -107,7 +107,7 @@ class ItemOrder:
     item by item.
     """
 
-    __slots__ = ("n_items", "_rng", "_perms")
+    __slots__ = ("_perms", "_rng", "n_items")
 
     def __init__(self, n_items: int, seed: int) -> None:
         if n_items <= 0:

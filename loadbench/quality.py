@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-from collections.abc import Callable
 
 from .records import OK, RequestResult
 from .scores import FAIL, PASS, SKIPPED, UNSCORED

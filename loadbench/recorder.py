@@ -6,7 +6,6 @@ from array import array
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from hdrh.histogram import HdrHistogram
 
 from .hdr import HlogWriter, new_histogram, record_batch, reset
@@ -29,7 +28,7 @@ PROM_BUCKETS_S = {
 class PromHistogram:
     """Cumulative Prometheus-style bucket counts, filled in numpy batches at each flush."""
 
-    __slots__ = ("bounds_us", "counts", "sum_s", "count")
+    __slots__ = ("bounds_us", "count", "counts", "sum_s")
 
     def __init__(self, bounds_s: tuple[float, ...], extra_s: tuple[float, ...] = ()) -> None:
         bounds = sorted(set(bounds_s) | set(extra_s))
@@ -99,7 +98,7 @@ class Counts:
 class _Span:
     """min/max of a set of offsets, for rates over the measurement window."""
 
-    __slots__ = ("lo", "hi", "n")
+    __slots__ = ("hi", "lo", "n")
 
     def __init__(self) -> None:
         self.lo = -1
@@ -129,8 +128,18 @@ class _Span:
 
 class CandidateRecorder:
     __slots__ = (
-        "name", "total", "window", "hists", "interval", "_buffers", "overflows",
-        "intended", "sent", "done_ok", "first_intended_ok", "prom",
+        "_buffers",
+        "done_ok",
+        "first_intended_ok",
+        "hists",
+        "intended",
+        "interval",
+        "name",
+        "overflows",
+        "prom",
+        "sent",
+        "total",
+        "window",
     )
 
     def __init__(self, name: str, extra_buckets_s: dict[str, tuple[float, ...]] | None = None) -> None:

@@ -18,8 +18,8 @@ from .errors import ConfigError, Problem
 from .files import read_json, write_json_atomic
 from .judge import JudgeClient, JudgeSettings
 from .rebuild import Rebuilt, rebuild_summary
-from .reports import write_run_reports
 from .records import RequestResult
+from .reports import write_run_reports
 from .results_log import iter_results
 from .scenario import load_scenario
 from .scores import UNSCORED
@@ -144,4 +144,4 @@ async def rescore_run(run_dir: Path, scenario_path: str | None = None, overrides
     return Rescored(rebuilt, len(records), changed, backup)
 
 
-__all__ = ["rescore_run", "Rescored", "Item"]
+__all__ = ["Item", "Rescored", "rescore_run"]

@@ -67,4 +67,4 @@ def iter_results(path: Path) -> Iterator[tuple[int, RequestResult | None, str | 
                 yield lineno, None, f"missing fields: {exc}"
 
 
-__all__ = ["ResultsLog", "iter_results", "RESULT_FIELDS"]
+__all__ = ["RESULT_FIELDS", "ResultsLog", "iter_results"]

@@ -269,7 +269,7 @@ def score_sync(specs: list[CompiledSpec], item: Item, view: ResponseView) -> tup
             assert fn is not None
             try:
                 score = fn(c.spec, item, view)
-            except Exception as exc:  # noqa: BLE001 - a scorer bug must not lose the record
+            except Exception as exc:
                 score = unscored(kind, c.spec.label, "scorer.exception", f"{type(exc).__name__}: {exc}")
         score.gating = c.spec.gating
         scores.append(_negated(score) if c.negate else score)
@@ -301,5 +301,17 @@ def needs_scoring(r: RequestResult) -> bool:
     return r.status == OK
 
 
-__all__ = ["BaseModel", "CompiledSpec", "compile_spec", "compile_item_specs", "score_sync", "score_async",
-           "finalize", "skipped_verdict", "build_view", "needs_scoring", "SCORERS", "ALIASES"]
+__all__ = [
+    "ALIASES",
+    "SCORERS",
+    "BaseModel",
+    "CompiledSpec",
+    "build_view",
+    "compile_item_specs",
+    "compile_spec",
+    "finalize",
+    "needs_scoring",
+    "score_async",
+    "score_sync",
+    "skipped_verdict",
+]

@@ -19,7 +19,15 @@ from .quality import QualityAggregator
 from .records import RequestResult
 from .results_log import ResultsLog
 from .scores import Score
-from .scoring import CompiledSpec, build_view, finalize, needs_scoring, score_async, score_sync, skipped_verdict
+from .scoring import (
+    CompiledSpec,
+    build_view,
+    finalize,
+    needs_scoring,
+    score_async,
+    score_sync,
+    skipped_verdict,
+)
 
 FLUSH_EVERY_S = 1.0
 
@@ -90,7 +98,7 @@ class ScoringWorker:
     def _run(self) -> None:
         try:
             asyncio.run(self._main())
-        except BaseException as exc:  # noqa: BLE001 - reported by the engine, never lost silently
+        except BaseException as exc:
             self.error = exc
             self._ready.set()
 

@@ -108,12 +108,7 @@ def answers_right(seed: int, profile: Profile, item_id: str, prompt_tokens: int 
     return unit_draw(seed, profile.name, item_id, "right") < accuracy
 
 
-_FILLER = (
-    "The request was reviewed against the account history and the relevant policy. "
-    "Based on the details provided, the most likely explanation is a configuration change "
-    "made earlier this week, and the recommended next step is to confirm the settings "
-    "before escalating to the on-call engineer."
-).split(" ")
+_FILLER = ["The", "request", "was", "reviewed", "against", "the", "account", "history", "and", "the", "relevant", "policy.", "Based", "on", "the", "details", "provided,", "the", "most", "likely", "explanation", "is", "a", "configuration", "change", "made", "earlier", "this", "week,", "and", "the", "recommended", "next", "step", "is", "to", "confirm", "the", "settings", "before", "escalating", "to", "the", "on-call", "engineer."]
 
 
 def filler_text(n_tokens: int, key: str) -> str:
@@ -200,7 +195,7 @@ def judge_reply(prompt: str, profile: Profile, seed: int) -> str | None:
     sections = {m.group(1): m.group(2).strip() for m in _SECTION.finditer(prompt)}
     reference = sections.get("Reference answer") or sections.get("Expert answer") or ""
     response = sections.get("Response") or sections.get("Submission") or ""
-    norm = lambda s: " ".join(re.sub(r"[^\w\s]", " ", s.casefold()).split())  # noqa: E731
+    norm = lambda s: " ".join(re.sub(r"[^\w\s]", " ", s.casefold()).split())
     options = [norm(x) for x in reference.split("; or ")] if reference and reference != "(none given)" else []
     correct = bool(response) and response != "(empty response)" and (not options or any(o and o in norm(response) for o in options))
     if unit_draw(seed, profile.name, prompt, "judge") >= profile.accuracy:

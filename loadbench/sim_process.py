@@ -48,14 +48,14 @@ async def start_sim(profile: str, dataset: Path | None, seed: int, params: dict[
         line = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT_S)
         info = orjson.loads(line)
         return SimProcess(profile, proc.pid, int(info["port"]), proc)
-    except (asyncio.TimeoutError, orjson.JSONDecodeError, KeyError) as exc:
+    except (TimeoutError, orjson.JSONDecodeError, KeyError) as exc:
         err = b""
         if proc.returncode is None:
             proc.kill()
         if proc.stderr is not None:
             try:
                 err = await asyncio.wait_for(proc.stderr.read(), 5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         await proc.wait()
         raise RuntimeError(f"simulator {profile!r} did not start: {exc!r} {err.decode(errors='replace')[-500:]}") from None
@@ -70,6 +70,6 @@ async def stop_sim(sim: SimProcess, timeout_s: float = 5.0) -> None:
         await asyncio.wait_for(proc.wait(), timeout_s)
     except ProcessLookupError:
         return
-    except asyncio.TimeoutError:
+    except TimeoutError:
         os.kill(sim.pid, signal.SIGKILL)
         await proc.wait()

@@ -109,7 +109,7 @@ class SimState:
 
 def _tool_calls(expected: list[dict[str, Any]], right: bool, key: str) -> list[dict[str, Any]]:
     calls = []
-    for n, call in enumerate(expected):
+    for _n, call in enumerate(expected):
         args = {}
         for name, accepted in (call.get("arguments") or {}).items():
             values = accepted if isinstance(accepted, list) else [accepted]

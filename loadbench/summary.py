@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .hdr import summarize, values_at_percentiles
 from .decision import decide
+from .hdr import summarize, values_at_percentiles
 from .quality import QualityAggregator
 from .recorder import METRICS, CandidateRecorder, Counts, Recorder
 from .slo import evaluate, parse_clauses

@@ -142,7 +142,7 @@ class Sweeper:
         passed, reasons = step_verdict(out["summary"], sweep.name)
         step = Step(rate, repeat, passed, reasons, out["summary"], out["run_dir"])
         sweep.steps.append(step)
-        self.log(f"{sweep.name}: {rate:g} req/s{' (repeat %d)' % repeat if repeat else ''}: "
+        self.log(f"{sweep.name}: {rate:g} req/s{f' (repeat {repeat})' if repeat else ''}: "
                  + ("pass" if passed else "FAIL: " + "; ".join(reasons)))
         return step
 

@@ -46,7 +46,7 @@ _LIBC = _load_libc()
 class TimerFd:
     """One waiter at a time: `await wait_until(deadline_ns)` on the running loop."""
 
-    __slots__ = ("_fd", "_loop", "_waiter", "_spec")
+    __slots__ = ("_fd", "_loop", "_spec", "_waiter")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         if _LIBC is None:

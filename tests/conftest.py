@@ -47,7 +47,7 @@ async def serve_raw() -> AsyncIterator[Callable[..., Awaitable[str]]]:
         server.close()
         try:
             await asyncio.wait_for(server.wait_closed(), 2)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
 

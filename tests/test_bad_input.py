@@ -1,7 +1,5 @@
 """A corpus of malformed inputs: each exits 2 with a message naming file, line and field, never a traceback."""
 
-import json
-from pathlib import Path
 
 import pytest
 

@@ -4,7 +4,6 @@ the stall (measured from the intended send), service time must not be fooled eit
 import asyncio
 import time
 
-import numpy as np
 from aiohttp import web
 
 from loadbench.client import ClientSettings, OpenAIClient, build_payload

@@ -60,10 +60,10 @@ def test_structure_variables_units_and_descriptions(name):
         for t in p["targets"]:
             assert t["datasource"] == p["datasource"]
             expr = t["expr"]
-            for fn in re.findall(r"\b(rate|increase)\(", expr):
+            for _fn in re.findall(r"\b(rate|increase)\(", expr):
                 assert "[$__rate_interval]" in expr or "[$__range]" in expr, (p["title"], expr)
         gp = p["gridPos"]
-        assert 0 <= gp["x"] and gp["x"] + gp["w"] <= 24
+        assert gp["x"] >= 0 and gp["x"] + gp["w"] <= 24
 
 
 def test_comparison_table_has_the_columns_users_compare():
@@ -90,7 +90,7 @@ def test_every_queried_series_is_in_the_contract_and_candidates_are_filtered():
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is installed by .ci/run (Debian prometheus)")
 def test_every_panel_query_parses_with_promtool(tmp_path):
     rules = []
-    for name, dash in dashboards().items():
+    for _name, dash in dashboards().items():
         for p in panels(dash):
             for t in p["targets"]:
                 rules.append({"record": f"loadbench:check:{len(rules)}", "expr": substitute(t["expr"])})

@@ -5,7 +5,6 @@ import asyncio
 import json
 
 import aiohttp
-import numpy as np
 import pytest
 
 from loadbench.client import ClientSettings, OpenAIClient, build_payload
@@ -27,7 +26,7 @@ async def run_against(base, tmp_path, *, rate=40.0, duration_s=1.5, timeout_s=1.
     clock = MonotonicClock()
     recorder = Recorder(["c"])
     log = ResultsLog(tmp_path / "results.jsonl")
-    sink = lambda r: (recorder(r), log(r))  # noqa: E731
+    sink = lambda r: (recorder(r), log(r))
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
         client = OpenAIClient(session, ClientSettings(url=base + "/v1/chat/completions", api="chat", stream=stream,
                                                       timeout_s=timeout_s, headers={"Content-Type": "application/json"},

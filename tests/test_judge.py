@@ -7,7 +7,15 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from loadbench.judge import JudgeClient, JudgeSettings, JudgeSpec, neutralize, parse_verdict, render_prompt, score_judge
+from loadbench.judge import (
+    JudgeClient,
+    JudgeSettings,
+    JudgeSpec,
+    neutralize,
+    parse_verdict,
+    render_prompt,
+    score_judge,
+)
 from tests.helpers import item, view
 
 QA = {"C": 1.0, "I": 0.0}

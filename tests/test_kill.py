@@ -50,7 +50,7 @@ def test_signal_at_a_random_moment(tmp_path, sig, delay):
         run_dir = wait_for_log(tmp_path, proc)
         time.sleep(delay)
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=60)
+        _out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -74,7 +74,7 @@ def test_values_match_the_records():
         recorder(r)
         quality.add(r)
     recorder.flush()
-    text, s = scrape(recorder, quality, lambda name: {"a": 3, "b": 0}[name])
+    _text, s = scrape(recorder, quality, lambda name: {"a": 3, "b": 0}[name])
     assert value(s, "loadbench_requests_scheduled_total", candidate="a") == 5
     assert value(s, "loadbench_requests_sent_total", candidate="a") == 4
     assert value(s, "loadbench_requests_dropped_total", candidate="a") == 1
@@ -108,7 +108,7 @@ def test_exposition_matches_the_contract_and_labels_are_bounded():
     recorder.flush()
     quality = QualityAggregator(["a"], [[]])
     quality.add(rec(0, verdict="fail"))
-    text, samples = scrape(recorder, quality)
+    _text, samples = scrape(recorder, quality)
     names = {name for name, _ in samples}
     allowed = {n for spec in CONTRACT for n in exposed_names(spec)} | {n + "_created" for n in names}
     assert names <= allowed, names - allowed

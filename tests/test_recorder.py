@@ -96,7 +96,7 @@ def test_results_log_round_trip_and_torn_line(tmp_path: Path):
     (tmp_path / "run.json").write_text('{"run_id": "r1", "load": {"mode": "open", "warmup_s": 0.1}, "candidates": {"a": {}, "b": {}}}')
     rebuilt = rebuild_summary(tmp_path)
     assert rebuilt.records == len(records) and rebuilt.skipped == []
-    strip = lambda cands: {n: {k: v for k, v in c.items() if k not in ("goodput", "slo")} for n, c in cands.items()}  # noqa: E731
+    strip = lambda cands: {n: {k: v for k, v in c.items() if k not in ("goodput", "slo")} for n, c in cands.items()}
     assert strip(rebuilt.summary["candidates"]) == strip(direct["candidates"])
     # a crash mid-write leaves a torn last line: reported, skipped, not fatal
     with open(tmp_path / "results.jsonl", "ab") as f:
@@ -121,5 +121,5 @@ def test_interval_histograms_are_written_to_the_hlog(tmp_path: Path):
     rows = read_hlog(str(tmp_path / "h.hlog"))
     tags = {(t, s) for t, s, _, _ in rows}
     assert ("a.latency", 0.0) in tags and ("b.latency", 1.0) in tags
-    a_latency = [h for t, s, _, h in rows if t == "a.latency"][0]
+    a_latency = next(h for t, s, _, h in rows if t == "a.latency")
     assert a_latency.get_total_count() == 3  # the interval log keeps warm-up too, for re-cutting

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from loadbench.reports import run_html, run_markdown, sweep_html
+from loadbench.reports import run_markdown, sweep_html
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(not CHROMIUM and not os.environ.get("CI"), reason="Debian chromium is installed by scripts/test")
@@ -68,7 +68,7 @@ def screenshot(html: Path, out: Path, tmp: Path, size: str = "1100,2200") -> str
 
 def colourful_pixels(path: Path) -> int:
     """Pixels that are clearly coloured (chart lines and bars), not white/grey text."""
-    width, height, rows = png_pixels(path)
+    width, _height, rows = png_pixels(path)
     bpp = len(rows[0]) // width
     count = 0
     for row in rows[::2]:

@@ -31,14 +31,14 @@ def run(path, tmp_path):
 
 
 def test_retries_are_off_by_default(tmp_path):
-    proc, summary = run(scenario(tmp_path), tmp_path)
+    _proc, summary = run(scenario(tmp_path), tmp_path)
     req = summary["candidates"]["flaky"]["requests"]
     assert req["retries"] == 0 and req["errors"]["http_5xx"] > 10
 
 
 def test_retries_when_enabled_are_counted_apart_and_latency_starts_at_the_first_intended_send(tmp_path):
     retry = "    retry: {max_attempts: 4, on_errors: [http_5xx], backoff_s: 0.05}"
-    proc, summary = run(scenario(tmp_path, extra_candidate=retry), tmp_path)
+    _proc, summary = run(scenario(tmp_path, extra_candidate=retry), tmp_path)
     c = summary["candidates"]["flaky"]
     assert c["requests"]["retries"] > 10
     assert c["requests"]["errors"].get("http_5xx", 0) < 0.2 * c["requests"]["scheduled"]  # most recovered (1 in 16 fail 4 times)

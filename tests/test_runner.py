@@ -165,7 +165,7 @@ async def test_partitioned_plans_together_send_exactly_the_whole_plan():
         records, _, _ = await run(whole.partition(k, 3), [stub_lane("a", part_clock, lambda s: 2)], part_clock)
         merged += records
     single, _, _ = await run(whole, [stub_lane("a", clock, lambda s: 2)], clock)
-    key = lambda r: (r.seq, r.intended_ns, r.item_id, r.epoch, r.latency_ns)  # noqa: E731
+    key = lambda r: (r.seq, r.intended_ns, r.item_id, r.epoch, r.latency_ns)
     assert sorted(map(key, merged)) == sorted(map(key, single))
     with pytest.raises(ValueError):
         whole.partition(3, 3)

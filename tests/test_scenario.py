@@ -110,7 +110,7 @@ def test_overrides_by_path_index_and_name(tmp_path):
 
 
 def test_override_errors(tmp_path):
-    with pytest.raises(ConfigError, match="dotted.path=value"):
+    with pytest.raises(ConfigError, match=r"dotted\.path=value"):
         parse_override("no-equals")
     with pytest.raises(ConfigError, match="no list element"):
         apply_override({"candidates": [{"name": "a"}]}, ["candidates", "zzz", "stream"], False)

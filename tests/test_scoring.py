@@ -7,7 +7,7 @@ import pytest
 from loadbench.errors import ConfigError
 from loadbench.records import ERROR, OK, RequestResult
 from loadbench.scores import Score, item_verdict
-from loadbench.scoring import compile_spec, compile_item_specs, default_specs
+from loadbench.scoring import compile_item_specs, compile_spec, default_specs
 from loadbench.scoring_worker import score_record
 from tests.helpers import item, run, view
 

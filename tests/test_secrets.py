@@ -2,10 +2,7 @@
 
 import json
 import os
-import subprocess
 import sys
-import urllib.request
-from pathlib import Path
 
 from aiohttp import web
 
@@ -23,7 +20,7 @@ def echoing_server_app():
 
     async def chat(request):
         seen.append(request.headers.get("Authorization"))
-        body = await request.json()
+        await request.json()
         n = len(seen)
         if n % 3 == 0:
             return web.json_response({"error": {"message": f"Invalid API key provided: {request.headers.get('Authorization')}"}}, status=401)

@@ -2,7 +2,14 @@
 
 import pytest
 
-from loadbench.stats import binomial_two_sided_p, cohen_kappa, paired_difference, pass_at_k, pass_hat_k, wilson
+from loadbench.stats import (
+    binomial_two_sided_p,
+    cohen_kappa,
+    paired_difference,
+    pass_at_k,
+    pass_hat_k,
+    wilson,
+)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from loadbench.sweep import SweepConfig, Step, knee, project, step_verdict
+from loadbench.sweep import Step, SweepConfig, knee, project, step_verdict
 from tests.conftest import ROOT
 
 # 4 batch slots x 0.1 s per request (one output token, no decode time) = 40 req/s exactly.

@@ -268,7 +268,7 @@ needles = [
 ]
 long_ctx = []
 for i, (needle, question, answer) in enumerate(needles):
-    for j, (words, depth) in enumerate([(600, 0.1), (2500, 0.5), (6000, 0.9), (12000, 0.5)]):
+    for _j, (words, depth) in enumerate([(600, 0.1), (2500, 0.5), (6000, 0.9), (12000, 0.5)]):
         sentences: list[str] = []
         while sum(len(s.split()) for s in sentences) < words:
             sentences.append(rng.choice(filler_sentences))
