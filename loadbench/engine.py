@@ -35,7 +35,7 @@ from .records import ERROR, RequestResult, reset_for_retry
 from .reports import write_run_reports
 from .results_log import ResultsLog
 from .runner import Lane, Plan, Runner, RunOutcome
-from .scenario import AbortRule, Candidate, Retry, Scenario
+from .scenario import AbortRule, Candidate, JudgeConfig, Retry, Scenario
 from .scoring import CompiledSpec, compile_item_specs
 from .scoring_worker import ScoringWorker
 from .sim_model import PROFILES, with_params
@@ -145,6 +145,23 @@ def build_plan(scenario: Scenario, items: list[Item]) -> Plan:
     return Plan(offsets_ns=offsets, order=order, item_ids=ids, warmup_ns=warmup_ns)
 
 
+def build_judge_settings(judge_cfg: JudgeConfig, base_url: str, secret: str | None) -> JudgeSettings:
+    """The judge's client settings; a simulated judge without pricing uses its profile's prices."""
+    headers = {"Content-Type": "application/json", **judge_cfg.headers}
+    if secret:
+        headers["Authorization"] = f"Bearer {secret}"
+    pricing = judge_cfg.pricing
+    if judge_cfg.sim is not None and pricing.input_per_mtok == 0 and pricing.output_per_mtok == 0:
+        prof = PROFILES[judge_cfg.sim]
+        pricing = pricing.model_copy(update={"input_per_mtok": prof.input_per_mtok, "output_per_mtok": prof.output_per_mtok})
+    return JudgeSettings(
+        url=endpoint_url(base_url, "chat"), model=judge_cfg.model or (f"sim-{judge_cfg.sim}" if judge_cfg.sim else None),
+        headers=headers, timeout_s=judge_cfg.timeout_s, max_concurrency=judge_cfg.max_concurrency,
+        rate_qps=judge_cfg.rate_qps, max_tokens=judge_cfg.max_tokens, input_per_mtok=pricing.input_per_mtok,
+        output_per_mtok=pricing.output_per_mtok, secret=secret,
+    )
+
+
 def candidate_params(cand: Candidate, item: Item) -> dict[str, Any]:
     params = dict(cand.request)
     params.update(item.request.model_dump(exclude_none=True))
@@ -241,19 +258,7 @@ async def execute(
         judge_settings = None
         if judge_cfg is not None:
             judge_base = next(sim_iter).base_url if judge_cfg.sim is not None else (judge_cfg.base_url or "")
-            judge_headers = {"Content-Type": "application/json", **judge_cfg.headers}
-            if resolved.judge_secret:
-                judge_headers["Authorization"] = f"Bearer {resolved.judge_secret}"
-            jp = judge_cfg.pricing
-            if judge_cfg.sim is not None and jp.input_per_mtok == 0 and jp.output_per_mtok == 0:
-                jp = jp.model_copy(update={"input_per_mtok": PROFILES[judge_cfg.sim].input_per_mtok,
-                                           "output_per_mtok": PROFILES[judge_cfg.sim].output_per_mtok})
-            judge_settings = JudgeSettings(
-                url=endpoint_url(judge_base, "chat"), model=judge_cfg.model or (f"sim-{judge_cfg.sim}" if judge_cfg.sim else None),
-                headers=judge_headers, timeout_s=judge_cfg.timeout_s, max_concurrency=judge_cfg.max_concurrency,
-                rate_qps=judge_cfg.rate_qps, max_tokens=judge_cfg.max_tokens, input_per_mtok=jp.input_per_mtok,
-                output_per_mtok=jp.output_per_mtok, secret=resolved.judge_secret,
-            )
+            judge_settings = build_judge_settings(judge_cfg, judge_base, resolved.judge_secret)
 
         lanes: list[Lane] = []
         plan = build_plan(scenario, resolved.items)

@@ -12,11 +12,11 @@ from typing import Any
 import aiohttp
 import orjson
 
-from .client import endpoint_url
 from .dataset import Item, load_dataset
+from .engine import build_judge_settings
 from .errors import ConfigError, Problem
 from .files import read_json, write_json_atomic
-from .judge import JudgeClient, JudgeSettings
+from .judge import JudgeClient
 from .rebuild import Rebuilt, rebuild_summary
 from .records import RequestResult
 from .reports import write_run_reports
@@ -84,20 +84,8 @@ async def rescore_run(run_dir: Path, scenario_path: str | None = None, overrides
                 base = sim.base_url
             else:
                 base = judge_cfg.base_url or ""
-            headers = {"Content-Type": "application/json", **judge_cfg.headers}
-            if secret:
-                headers["Authorization"] = f"Bearer {secret}"
-            pricing = judge_cfg.pricing
-            if judge_cfg.sim is not None and pricing.input_per_mtok == 0 and pricing.output_per_mtok == 0:
-                prof = PROFILES[judge_cfg.sim]
-                pricing = pricing.model_copy(update={"input_per_mtok": prof.input_per_mtok, "output_per_mtok": prof.output_per_mtok})
             session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=judge_cfg.max_concurrency), trust_env=False)
-            judge = JudgeClient(session, JudgeSettings(
-                url=endpoint_url(base, "chat"), model=judge_cfg.model or (f"sim-{judge_cfg.sim}" if judge_cfg.sim else None),
-                headers=headers, timeout_s=judge_cfg.timeout_s, max_concurrency=judge_cfg.max_concurrency,
-                rate_qps=judge_cfg.rate_qps, max_tokens=judge_cfg.max_tokens, input_per_mtok=pricing.input_per_mtok,
-                output_per_mtok=pricing.output_per_mtok, secret=secret,
-            ))
+            judge = JudgeClient(session, build_judge_settings(judge_cfg, base, secret))
         gate = asyncio.Semaphore(RESCORE_CONCURRENCY)
 
         async def one(r: RequestResult) -> None:

@@ -16,6 +16,12 @@ from .errors import ConfigError, Problem, format_loc
 from .sim_faults import FaultSpec
 
 
+def _check_url(v: str | None) -> str | None:
+    if v is not None and not v.startswith(("http://", "https://")):
+        raise ValueError("base_url must start with http:// or https://")
+    return v.rstrip("/") if v else v
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -68,12 +74,7 @@ class Candidate(_Strict):
             raise ValueError("give base_url or sim, not both")
         return self
 
-    @field_validator("base_url")
-    @classmethod
-    def _url(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("http://", "https://")):
-            raise ValueError("base_url must start with http:// or https://")
-        return v.rstrip("/") if v else v
+    _url = field_validator("base_url")(classmethod(lambda cls, v: _check_url(v)))
 
     @field_validator("headers")
     @classmethod
@@ -129,12 +130,7 @@ class JudgeConfig(_Strict):
             raise ValueError("give the judge either base_url or sim")
         return self
 
-    @field_validator("base_url")
-    @classmethod
-    def _url(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("http://", "https://")):
-            raise ValueError("base_url must start with http:// or https://")
-        return v.rstrip("/") if v else v
+    _url = field_validator("base_url")(classmethod(lambda cls, v: _check_url(v)))
 
 
 class Scoring(_Strict):
