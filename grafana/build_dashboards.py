@@ -192,6 +192,19 @@ def comparison_dashboard() -> dict[str, Any]:
 
 def capacity_dashboard() -> dict[str, Any]:
     lay = Layout()
+    lay.row("Sweeps")
+    lay.add({
+        "type": "table", "title": "Max sustainable QPS (sweeps)",
+        "description": "Per sweep and candidate: the highest offered rate that met the SLO, confirmed with repeats "
+                       "(pushed by `loadbench sweep --pushgateway`).",
+        "datasource": DS,
+        "targets": [target('max by (sweep_id, candidate) (loadbench_max_sustainable_rate_requests_per_second{scenario=~"$scenario", candidate=~"$candidate"})',
+                           "", "A", instant=True, table=True)],
+        "transformations": [{"id": "organize", "options": {"excludeByName": {"Time": True},
+                                                           "renameByName": {"sweep_id": "Sweep", "candidate": "Candidate", "Value": "Max sustainable QPS"}}}],
+        "fieldConfig": {"defaults": {"unit": "reqps", "decimals": 2}, "overrides": []},
+        "options": {"showHeader": True},
+    }, 24, 6)
     lay.row("Latency and quality vs offered load (one point per run and candidate)")
     runs = (f"max by ({BY}) (loadbench_offered_rate_requests_per_second{{{M}}})", "Offered QPS", "reqps")
     columns = [

@@ -63,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="override any scenario field")
     sw.add_argument("--out", help="directory for the sweep directory (default: the scenario's output.dir)")
     sw.add_argument("--metrics-port", type=int, metavar="PORT", help="serve /metrics for each step on this port")
+    sw.add_argument("--pushgateway", metavar="URL", help="push each candidate's max sustainable rate to this Pushgateway")
     sw.add_argument("--quiet", action="store_true")
     sw.add_argument("--json", action="store_true", help="print sweep.json")
 
@@ -296,6 +297,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     sys.setswitchinterval(0.0005)
     result = asyncio.run(Sweeper(resolved, cfg, sweep_dir, log=log).run())
     write_sweep_reports(sweep_dir, result)
+    if args.pushgateway:
+        from .metrics import push_sweep
+
+        try:
+            push_sweep(args.pushgateway, result)
+        except OSError as exc:
+            print(f"loadbench: could not push to {args.pushgateway}: {exc}", file=sys.stderr)
     if args.json:
         print(dumps(result))
     else:

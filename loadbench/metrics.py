@@ -76,6 +76,8 @@ CONTRACT: tuple[MetricSpec, ...] = (
     MetricSpec("loadbench_judge_cost_dollars", "counter", RUN, "", "Judge spend in USD, apart from the candidate's cost."),
     MetricSpec("loadbench_good_requests", "counter", RUN, "", "Goodput: requests on time by every latency SLO and passing scoring (whole run)."),
     MetricSpec("loadbench_goodput_ratio", "gauge", RUN, "ratio", "Good requests / all attempts in the measurement window (errors and drops count against)."),
+    MetricSpec("loadbench_max_sustainable_rate_requests_per_second", "gauge", ("sweep_id", "scenario", "candidate"), "",
+               "A sweep's result: the highest offered rate that met the SLO, confirmed with repeats (pushed at the end of a sweep)."),
     MetricSpec("loadbench_hdr_request_duration_seconds", "summary", RUN, "seconds",
                "Exact percentiles of headline latency from the merged HDR histogram of the measurement window. Per candidate; never average across series."),
     MetricSpec("loadbench_hdr_time_to_first_token_seconds", "summary", RUN, "seconds", "Exact TTFT percentiles (HDR, measurement window)."),
@@ -295,6 +297,23 @@ class MetricsServer:
 def push(registry: CollectorRegistry, url: str, run_id: str, timeout_s: float = 10.0) -> None:
     """Push the final state of a batch run to a Pushgateway, grouped by run_id."""
     push_to_gateway(url, job="loadbench", grouping_key={"run_id": run_id}, registry=registry, timeout=timeout_s)
+
+
+def push_sweep(url: str, result: dict[str, Any], timeout_s: float = 10.0) -> None:
+    """Push a sweep's max sustainable rate per candidate, grouped by sweep_id."""
+    registry = CollectorRegistry(auto_describe=False)
+    spec = CONTRACT_BY_NAME["loadbench_max_sustainable_rate_requests_per_second"]
+
+    class _Sweep(Collector):
+        def collect(self) -> Iterator[Metric]:
+            fam = GaugeMetricFamily(spec.name, spec.help, labels=list(spec.labels))
+            for name, c in result["candidates"].items():
+                if c.get("max_sustainable_qps") is not None:
+                    fam.add_metric([str(result["sweep_id"]), str(result.get("scenario") or ""), name], c["max_sustainable_qps"])
+            yield fam
+
+    registry.register(_Sweep())
+    push_to_gateway(url, job="loadbench-sweep", grouping_key={"sweep_id": str(result["sweep_id"])}, registry=registry, timeout=timeout_s)
 
 
 def now_s() -> float:

@@ -94,14 +94,20 @@ scrape_configs:
         run = subprocess.run(
             [sys.executable, "-m", "loadbench", "run", str(ROOT / "scenarios" / "demo.yaml"), "--duration", "12",
              "--set", "load.warmup_s=2", "--set", "load.rate_qps=10", "--out", str(tmp_path / "runs"), "--quiet", "--json", "--fail-on", "none",
-             "--metrics-port", str(metrics_port), "--metrics-linger", "3", "--pushgateway", f"http://127.0.0.1:{push_port}"],
+             "--metrics-port", str(metrics_port), "--metrics-linger", "6", "--pushgateway", f"http://127.0.0.1:{push_port}"],
             cwd=ROOT, capture_output=True, text=True, timeout=180,
         )
         assert run.returncode == 0, run.stderr
         summary = json.loads(run.stdout)
         run_id = summary["run_id"]
         assert summary["outcome"].get("pushed_to")
-        at = time.time() - 2  # while the run was still being scraped (it lingered 3 s)
+        # a sweep's result arrives through the Pushgateway too (the sweep itself is tested in test_sweep)
+        from loadbench.metrics import push_sweep
+
+        push_sweep(f"http://127.0.0.1:{push_port}", {"sweep_id": "sweep-e2e", "scenario": "demo", "candidates": {
+            name: {"max_sustainable_qps": 12.5} for name in CANDIDATES}})
+        time.sleep(2.5)  # a scrape of the Pushgateway
+        at = time.time() - 2.5  # while the run was still being scraped (it lingered 3 s)
         range_s = max(5, int(at - started))
 
         # every PromQL expression of every panel returns data for each candidate
@@ -110,7 +116,7 @@ scrape_configs:
             for p in panels(dash):
                 for t in p["targets"]:
                     expr = substitute(t["expr"], run_id=run_id, rate="5s", range_s=range_s)
-                    result = query(prom_port, expr, at)
+                    result = query(prom_port, expr, time.time() if "max_sustainable" in expr else at)
                     assert result, f"{name} / {p['title']}: no data for {expr}"
                     if "candidate" in expr.split("by (", 1)[-1].split(")", 1)[0] or "by (" not in expr:
                         seen = {r["metric"].get("candidate") for r in result}
