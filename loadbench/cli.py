@@ -67,6 +67,22 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--quiet", action="store_true")
     sw.add_argument("--json", action="store_true", help="print sweep.json")
 
+    ld = sub.add_parser("load", help="load one endpoint without a scenario file (writes the peer-harness JSON with --json-out)")
+    ld.add_argument("base_url", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    ld.add_argument("--mode", choices=("open", "closed"), default="open")
+    ld.add_argument("--rate", type=float, default=10.0, help="open loop: constant arrivals per second")
+    ld.add_argument("--concurrency", type=int, default=8, help="closed loop: users")
+    ld.add_argument("--duration", type=float, default=10.0)
+    ld.add_argument("--warmup", type=float, default=0.0)
+    ld.add_argument("--stream", action="store_true")
+    ld.add_argument("--model", default="mock")
+    ld.add_argument("--prompt-words", type=int, default=8)
+    ld.add_argument("--max-tokens", type=int)
+    ld.add_argument("--timeout", type=float, default=30.0)
+    ld.add_argument("--max-in-flight", type=int, default=4096)
+    ld.add_argument("--json-out", help="write the result contract of shared/bench-peers here")
+    ld.add_argument("--out", default="runs", help="where the run directory goes")
+
     rep = sub.add_parser("report", help="rebuild summary.json and the table from a run's results.jsonl")
     rep.add_argument("run_dir")
     rep.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -268,6 +284,29 @@ def _cmd_review(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_load(args: argparse.Namespace) -> int:
+    import orjson
+
+    from .adhoc import adhoc_scenario, contract, process_cpu_s
+    from .engine import MetricsOptions, execute
+    from .report import comparison_table
+
+    if not args.base_url.startswith(("http://", "https://")):
+        raise ConfigError.single("base_url", "must start with http:// or https://")
+    resolved, _ = adhoc_scenario(args.base_url.rstrip("/"), mode=args.mode, rate=args.rate, concurrency=args.concurrency,
+                                 duration_s=args.duration, stream=args.stream, model=args.model, prompt_words=args.prompt_words,
+                                 max_tokens=args.max_tokens, timeout_s=args.timeout, max_in_flight=args.max_in_flight,
+                                 warmup_s=args.warmup)
+    sys.setswitchinterval(0.0005)
+    cpu0 = process_cpu_s()
+    result = asyncio.run(execute(resolved, out_root=Path(args.out), quiet=True, metrics=MetricsOptions(port=None)))
+    out = contract(result.summary, process_cpu_s() - cpu0)
+    if args.json_out:
+        Path(args.json_out).write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2))
+    print(comparison_table(result.summary))
+    return EXIT_OK
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from .engine import dumps, resolve
     from .report_sweep import sweep_table
@@ -312,7 +351,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"sweep": _cmd_sweep, "run": _cmd_run, "report": _cmd_report, "sim": _cmd_sim, "profiles": _cmd_profiles,
+COMMANDS = {"load": _cmd_load, "sweep": _cmd_sweep, "run": _cmd_run, "report": _cmd_report, "sim": _cmd_sim, "profiles": _cmd_profiles,
             "rescore": _cmd_rescore, "review": _cmd_review}
 
 
