@@ -6,28 +6,38 @@ import resource
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from .dataset import Item
 from .engine import Resolved
+from .errors import ConfigError, Problem, format_loc
 from .scenario import Scenario
 
 
 def adhoc_scenario(base_url: str, *, mode: str, rate: float, concurrency: int, duration_s: float, stream: bool,
                    model: str, prompt_words: int, max_tokens: int | None, timeout_s: float, max_in_flight: int,
-                   warmup_s: float) -> tuple[Resolved, Path]:
+                   warmup_s: float) -> Resolved:
     request: dict[str, Any] = {} if max_tokens is None else {"max_tokens": max_tokens}
-    scenario = Scenario.model_validate({
+    if mode == "closed" or not (0 < rate < float("inf")):
+        rate = 1.0  # closed loop: users send back to back and the rate is not used
+    data = {
         "name": "load",
         "dataset": "(inline)",
         "candidates": [{"name": "target", "base_url": base_url, "model": model, "stream": stream, "request": request,
                         "timeout_s": timeout_s, "max_in_flight": max_in_flight}],
         "load": {"arrival": "constant", "rate_qps": rate, "duration_s": duration_s, "warmup_s": warmup_s, "mode": mode,
                  "concurrency": concurrency if mode == "closed" else None},
+        # an ad-hoc load is a measurement of the endpoint: report, do not judge the client
         "validity": {"max_schedule_lag_p99_s": 3600, "max_event_loop_lag_p99_s": 3600, "min_achieved_ratio": 0.01,
                      "max_loop_cpu_ratio": 100, "allow_drops": True},
-    })
+    }
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError([Problem("(command line)", None, format_loc(tuple(e["loc"])), e["msg"]) for e in err.errors()]) from None
     item = Item.model_validate({"id": "hello", "input": "hello " * prompt_words})
     item._line = 1
-    return Resolved(scenario, "(command line)", Path("(inline)"), [item], {}, [[]]), Path(".")
+    return Resolved(scenario, "(command line)", Path("(inline)"), [item], {}, [[]])
 
 
 def contract(summary: dict[str, Any], cpu_s: float) -> dict[str, Any]:

@@ -293,7 +293,7 @@ def _cmd_load(args: argparse.Namespace) -> int:
 
     if not args.base_url.startswith(("http://", "https://")):
         raise ConfigError.single("base_url", "must start with http:// or https://")
-    resolved, _ = adhoc_scenario(args.base_url.rstrip("/"), mode=args.mode, rate=args.rate, concurrency=args.concurrency,
+    resolved = adhoc_scenario(args.base_url.rstrip("/"), mode=args.mode, rate=args.rate, concurrency=args.concurrency,
                                  duration_s=args.duration, stream=args.stream, model=args.model, prompt_words=args.prompt_words,
                                  max_tokens=args.max_tokens, timeout_s=args.timeout, max_in_flight=args.max_in_flight,
                                  warmup_s=args.warmup)
