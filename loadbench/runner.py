@@ -227,9 +227,10 @@ class Runner:
         deadline = None if plan.duration_ns is None else plan.warmup_ns + plan.duration_ns
         counter = {lane.name: 0 for lane in self.lanes}
         measured = {lane.name: 0 for lane in self.lanes}
-        stop_waiter: asyncio.Task[object]
 
         async def user(lane: Lane) -> None:
+            # Each user sends its next request as soon as the previous one is done; the
+            # request runs inline (no task per request): users are tasks the stop logic drains.
             while not self._stop.is_set():
                 seq = counter[lane.name]
                 now = self.clock.now_ns() - self.t0_ns
@@ -248,14 +249,20 @@ class Runner:
                     epoch=epoch, intended_ns=now, in_window=in_window,
                 )
                 lane.in_flight += 1
-                task = asyncio.get_running_loop().create_task(self._execute(lane, r))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-                await asyncio.wait((task, stop_waiter), return_when=asyncio.FIRST_COMPLETED)
+                await self._execute(lane, r)
+                if r.status == CANCELLED:
+                    return
 
-        stop_waiter = asyncio.get_running_loop().create_task(self._stop.wait())
+        loop = asyncio.get_running_loop()
+        users = [loop.create_task(user(lane)) for lane in self.lanes for _ in range(plan.users)]
+        for task in users:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        stop_waiter = loop.create_task(self._stop.wait())
         try:
-            await asyncio.gather(*(user(lane) for lane in self.lanes for _ in range(plan.users)))
+            await asyncio.wait([*users, stop_waiter], return_when=asyncio.FIRST_COMPLETED)
+            while not self._stop.is_set() and any(not t.done() for t in users):
+                await asyncio.wait([*(t for t in users if not t.done()), stop_waiter], return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop_waiter.cancel()
 
