@@ -101,13 +101,13 @@ scrape_configs:
         summary = json.loads(run.stdout)
         run_id = summary["run_id"]
         assert summary["outcome"].get("pushed_to")
+        at = time.time() - 3  # while the run was still being scraped directly (it lingered 6 s)
         # a sweep's result arrives through the Pushgateway too (the sweep itself is tested in test_sweep)
         from loadbench.metrics import push_sweep
 
         push_sweep(f"http://127.0.0.1:{push_port}", {"sweep_id": "sweep-e2e", "scenario": "demo", "candidates": {
             name: {"max_sustainable_qps": 12.5} for name in CANDIDATES}})
         time.sleep(2.5)  # a scrape of the Pushgateway
-        at = time.time() - 2.5  # while the run was still being scraped (it lingered 3 s)
         range_s = max(5, int(at - started))
 
         # every PromQL expression of every panel returns data for each candidate
