@@ -83,6 +83,28 @@ def timeseries(title: str, description: str, unit: str, targets: list[dict[str, 
                         "tooltip": {"mode": "multi", "sort": "desc"}}}
 
 
+def instant_table(title: str, description: str, columns: list[tuple[str, str, str]],
+                  sort_by: str | None = None) -> dict[str, Any]:
+    """One row per run and candidate: instant queries merged into columns (label, expr, unit)."""
+    refs = [chr(ord("A") + i) for i in range(len(columns))]
+    transformations: list[dict[str, Any]] = [
+        {"id": "merge", "options": {}},
+        {"id": "organize", "options": {"excludeByName": {"Time": True}, "renameByName": {"run_id": "Run", "candidate": "Candidate"}}},
+    ]
+    if sort_by:
+        transformations.append({"id": "sortBy", "options": {"sort": [{"field": sort_by}]}})
+    overrides = [{"matcher": {"id": "byName", "options": f"Value #{ref}"},
+                  "properties": [{"id": "displayName", "value": label}, {"id": "unit", "value": unit}]}
+                 for ref, (label, _, unit) in zip(refs, columns)]
+    return {
+        "type": "table", "title": title, "description": description, "datasource": DS,
+        "targets": [target(expr, "", ref, instant=True, table=True) for ref, (_, expr, _) in zip(refs, columns)],
+        "transformations": transformations,
+        "fieldConfig": {"defaults": {"unit": "short", "decimals": 3}, "overrides": overrides},
+        "options": {"showHeader": True},
+    }
+
+
 def comparison_table() -> dict[str, Any]:
     columns = [
         ("Accuracy", f"max by ({BY}) (loadbench_eval_accuracy_ratio{{{M}}})", "percentunit"),
@@ -106,24 +128,13 @@ def comparison_table() -> dict[str, Any]:
         ("Cost per correct", f"sum by ({BY}) (increase(loadbench_cost_dollars_total{{{M}}}[$__range])) "
                              f'/ clamp_min(sum by ({BY}) (increase(loadbench_eval_answers_total{{{M}, verdict="pass"}}[$__range])), 1)', "currencyUSD"),
     ]
-    refs = [chr(ord("A") + i) for i in range(len(columns))]
-    overrides = [{"matcher": {"id": "byName", "options": f"Value #{ref}"},
-                  "properties": [{"id": "displayName", "value": label}, {"id": "unit", "value": unit}]}
-                 for ref, (label, _, unit) in zip(refs, columns)]
-    return {
-        "type": "table", "title": "Candidate comparison",
-        "description": "One row per run and candidate. Accuracy and its Wilson 95% interval over the measurement window; "
-                       "latency and TTFT percentiles are exact (merged HDR histograms of the measurement window); ITL, "
-                       "achieved rate, errors, correct answers per second and cost over the selected time range.",
-        "datasource": DS,
-        "targets": [target(expr, "", ref, instant=True, table=True) for ref, (_, expr, _) in zip(refs, columns)],
-        "transformations": [
-            {"id": "merge", "options": {}},
-            {"id": "organize", "options": {"excludeByName": {"Time": True}, "renameByName": {"run_id": "Run", "candidate": "Candidate"}}},
-        ],
-        "fieldConfig": {"defaults": {"unit": "short", "decimals": 3, "custom": {"align": "auto"}}, "overrides": overrides},
-        "options": {"showHeader": True, "sortBy": [{"displayName": "Candidate", "desc": False}]},
-    }
+    return instant_table(
+        "Candidate comparison",
+        "One row per run and candidate. Accuracy and its Wilson 95% interval over the measurement window; "
+        "latency and TTFT percentiles are exact (merged HDR histograms of the measurement window); ITL, "
+        "achieved rate, errors, correct answers per second, goodput and cost over the selected time range.",
+        columns,
+    )
 
 
 def comparison_dashboard() -> dict[str, Any]:
@@ -206,34 +217,23 @@ def capacity_dashboard() -> dict[str, Any]:
         "options": {"showHeader": True},
     }, 24, 6)
     lay.row("Latency and quality vs offered load (one point per run and candidate)")
-    runs = (f"max by ({BY}) (loadbench_offered_rate_requests_per_second{{{M}}})", "Offered QPS", "reqps")
     columns = [
-        runs,
-        (f"sum by ({BY}) (increase(loadbench_requests_sent_total{{{M}}}[$__range])) / $__range_s", "Achieved QPS", "reqps"),
-        (f'max by ({BY}) (loadbench_hdr_request_duration_seconds{{{M}, quantile="0.5"}})', "Latency p50", "s"),
-        (f'max by ({BY}) (loadbench_hdr_request_duration_seconds{{{M}, quantile="0.95"}})', "Latency p95", "s"),
-        (f'max by ({BY}) (loadbench_hdr_request_duration_seconds{{{M}, quantile="0.99"}})', "Latency p99", "s"),
-        (f"max by ({BY}) (loadbench_eval_accuracy_ratio{{{M}}})", "Accuracy", "percentunit"),
-        (f'sum by ({BY}) (increase(loadbench_eval_answers_total{{{M}, verdict="pass"}}[$__range])) / $__range_s', "Correct answers/s", "reqps"),
-        (f"sum by ({BY}) (increase(loadbench_good_requests_total{{{M}}}[$__range])) / $__range_s", "Goodput", "reqps"),
-        (f'max by ({BY}) (loadbench_hdr_schedule_lag_seconds{{{M}, quantile="0.99"}})', "Schedule lag p99", "s"),
+        ("Offered QPS", f"max by ({BY}) (loadbench_offered_rate_requests_per_second{{{M}}})", "reqps"),
+        ("Achieved QPS", f"sum by ({BY}) (increase(loadbench_requests_sent_total{{{M}}}[$__range])) / $__range_s", "reqps"),
+        ("Latency p50", f'max by ({BY}) (loadbench_hdr_request_duration_seconds{{{M}, quantile="0.5"}})', "s"),
+        ("Latency p95", f'max by ({BY}) (loadbench_hdr_request_duration_seconds{{{M}, quantile="0.95"}})', "s"),
+        ("Latency p99", f'max by ({BY}) (loadbench_hdr_request_duration_seconds{{{M}, quantile="0.99"}})', "s"),
+        ("Accuracy", f"max by ({BY}) (loadbench_eval_accuracy_ratio{{{M}}})", "percentunit"),
+        ("Correct answers/s", f'sum by ({BY}) (increase(loadbench_eval_answers_total{{{M}, verdict="pass"}}[$__range])) / $__range_s', "reqps"),
+        ("Goodput", f"sum by ({BY}) (increase(loadbench_good_requests_total{{{M}}}[$__range])) / $__range_s", "reqps"),
+        ("Schedule lag p99", f'max by ({BY}) (loadbench_hdr_schedule_lag_seconds{{{M}, quantile="0.99"}})', "s"),
     ]
-    refs = [chr(ord("A") + i) for i in range(len(columns))]
-    lay.add({
-        "type": "table", "title": "Runs by offered rate",
-        "description": "Each run (a sweep step or a separate run at another rate) with its offered and achieved rate, exact latency "
-                       "percentiles, accuracy and correct answers per second: where latency bends up and accuracy drops is the knee.",
-        "datasource": DS,
-        "targets": [target(expr, "", ref, instant=True, table=True) for ref, (expr, _, _) in zip(refs, columns)],
-        "transformations": [{"id": "merge", "options": {}},
-                            {"id": "organize", "options": {"excludeByName": {"Time": True}, "renameByName": {"run_id": "Run", "candidate": "Candidate"}}},
-                            {"id": "sortBy", "options": {"sort": [{"field": "Offered QPS"}]}}],
-        "fieldConfig": {"defaults": {"unit": "short", "decimals": 3},
-                        "overrides": [{"matcher": {"id": "byName", "options": f"Value #{ref}"},
-                                       "properties": [{"id": "displayName", "value": label}, {"id": "unit", "value": unit}]}
-                                      for ref, (_, label, unit) in zip(refs, columns)]},
-        "options": {"showHeader": True},
-    }, 24, 10)
+    lay.add(instant_table(
+        "Runs by offered rate",
+        "Each run (a sweep step or a separate run at another rate) with its offered and achieved rate, exact latency "
+        "percentiles, accuracy, correct answers per second and goodput: where latency bends up and accuracy drops is the knee.",
+        columns, sort_by="Offered QPS",
+    ), 24, 10)
     lay.add(timeseries("Latency p95 while the offered rate changes", "Live headline p95 and the offered rate, for runs or sweep steps in the time range.", "s", [
         target(f"histogram_quantile(0.95, sum by (le, candidate) (rate(loadbench_request_duration_seconds_bucket{{{M}}}[$__rate_interval])))", "{{candidate}} p95"),
     ]), 12, 8)
