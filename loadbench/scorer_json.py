@@ -39,11 +39,11 @@ class JsonSpec(SpecBase):
 
 
 class _Duplicate(Exception):
-    pass
+    """A JSON object repeats a key (Python's json would silently keep the last)."""
 
 
 class _NonStandard(Exception):
-    pass
+    """NaN or Infinity: Python's json accepts them, JSON does not."""
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

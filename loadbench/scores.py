@@ -150,7 +150,7 @@ def unfence(text: str, tags: tuple[str, ...] = ("", "json")) -> tuple[str, bool]
 
 
 class ExtractionError(Exception):
-    pass
+    """An extractor (regex, json_path) found nothing to compare."""
 
 
 def extract(text: str, spec: dict[str, Any]) -> str:

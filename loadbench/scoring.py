@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ValidationError
 
 from .dataset import Item
@@ -179,12 +181,8 @@ def default_specs(item: Item) -> list[dict[str, Any]]:
     if rf.get("type") == "json_schema":
         spec: dict[str, Any] = {"type": "json"}
         if isinstance(item.target, str) and item.target.strip().startswith("{"):
-            import orjson
-
-            try:
+            with contextlib.suppress(orjson.JSONDecodeError):  # a non-JSON target: schema check only
                 spec["expected"] = orjson.loads(item.target)
-            except orjson.JSONDecodeError:
-                pass
         return [spec]
     if item.target is None:
         return []
