@@ -74,6 +74,6 @@ def demo_run(tmp_path_factory) -> Path:
          "--set", "load.warmup_s=1", "--set", "load.rate_qps=12", "--out", str(out), "--quiet", "--fail-on", "none"],
         cwd=ROOT, capture_output=True, text=True, timeout=180,
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstderr:\n{proc.stderr[-3000:]}\nstdout:\n{proc.stdout[-3000:]}"
     (run_dir,) = list(out.iterdir())
     return run_dir
