@@ -46,6 +46,7 @@ from .validity import ValidityLimits
 
 NS_PER_S = 1_000_000_000
 PREFLIGHT_TIMEOUT_S = 10.0
+HANDOFF_S = 0.02  # how long finished records wait to be handed to the scoring thread as a batch
 
 
 @dataclass(slots=True)
@@ -334,7 +335,7 @@ async def execute(
         quality = QualityAggregator(names, [item.tags for item in resolved.items], request_check(parse_clauses(scenario.slo)))
         worker = ScoringWorker(resolved.items, resolved.specs, results_log, quality, judge_settings)
         worker.start()
-        submit = worker.submit
+        submit_batch = worker.submit_batch
         metrics = metrics or MetricsOptions(port=None)
         registry = CollectorRegistry(auto_describe=False)
         lane_by_name: dict[str, Lane] = {}
@@ -360,9 +361,25 @@ async def execute(
                 sys.stderr.write(f"loadbench: metrics at http://{metrics.host}:{server.port}/metrics\n")
             meta["metrics_port"] = server.port
 
+        # Finished records go to the scoring thread in small batches: one cross-thread wake-up
+        # per batch instead of one per request keeps the sending loop's per-request cost down.
+        pending: list[RequestResult] = []
+        handoff_scheduled = False
+
+        def hand_over() -> None:
+            nonlocal pending, handoff_scheduled
+            handoff_scheduled = False
+            if pending:
+                batch, pending = pending, []
+                submit_batch(batch)
+
         def sink(r: RequestResult) -> None:
+            nonlocal handoff_scheduled
             recorder(r)
-            submit(r)
+            pending.append(r)
+            if not handoff_scheduled:
+                handoff_scheduled = True
+                loop.call_later(HANDOFF_S, hand_over)
 
         runner = Runner(
             plan, lanes, sink, clock, on_saturation=scenario.load.on_saturation,
@@ -420,6 +437,7 @@ async def execute(
             recorder.flush(elapsed)
             hlog_file.close()
             gc.unfreeze()
+            hand_over()
             # Scoring finishes off the loop (judge calls may still be running); wait for it.
             if worker.backlog and view is not None:
                 sys.stderr.write(f"loadbench: scoring the last {worker.backlog} responses...\n")

@@ -64,7 +64,7 @@ class ScoringWorker:
         self._judge_settings = judge_settings
         self._on_scored = on_scored
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: asyncio.Queue[RequestResult | None] | None = None
+        self._queue: asyncio.Queue[RequestResult | list[RequestResult] | None] | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="loadbench-scoring", daemon=True)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -82,6 +82,12 @@ class ScoringWorker:
         loop, queue = self._loop, self._queue
         assert loop is not None and queue is not None
         loop.call_soon_threadsafe(queue.put_nowait, r)
+
+    def submit_batch(self, records: list[RequestResult]) -> None:
+        """Hand over many records with one cross-thread wake-up (the hot path batches them)."""
+        loop, queue = self._loop, self._queue
+        assert loop is not None and queue is not None
+        loop.call_soon_threadsafe(queue.put_nowait, records)
 
     def close(self, timeout_s: float | None = None) -> None:
         """Score everything submitted, wait for judge calls, flush and close the log."""
@@ -117,7 +123,11 @@ class ScoringWorker:
                 r = await self._queue.get()
                 if r is None:
                     break
-                self._handle(r)
+                if isinstance(r, list):
+                    for one in r:
+                        self._handle(one)
+                else:
+                    self._handle(r)
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
         finally:
