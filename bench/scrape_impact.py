@@ -8,6 +8,7 @@ Usage: python bench/scrape_impact.py [--rate 300] [--duration 15] [--every 0.2]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import socket
 import subprocess
@@ -43,14 +44,12 @@ load: {{arrival: constant, rate_qps: {rate}, duration_s: {duration}, warmup_s: 2
     def scraper() -> None:
         nonlocal scrapes
         while not stop.is_set():
-            try:
+            with contextlib.suppress(OSError):  # before the server is up or after it stopped
                 t = time.perf_counter()
                 body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read()
                 times.append(time.perf_counter() - t)
                 sizes.append(len(body))
                 scrapes += 1
-            except OSError:
-                pass
             stop.wait(every)
 
     thread = threading.Thread(target=scraper, daemon=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import traceback
 from pathlib import Path
@@ -231,10 +232,8 @@ def _cmd_sim(args: argparse.Namespace) -> int:
             FaultSpec.model_validate(faults)
         except (orjson.JSONDecodeError, ValidationError) as exc:
             raise ConfigError.single("--faults", str(exc).splitlines()[0]) from None
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a user stops the simulator
         asyncio.run(serve(args.profile, args.port, dataset, args.seed, args.host, args.parent_pid, params, faults))
-    except KeyboardInterrupt:
-        pass
     return EXIT_OK
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from dataclasses import dataclass
 from typing import Any
@@ -100,10 +101,8 @@ class OpenAIClient:
                 if resp.status >= 400:
                     retry_after = resp.headers.get("Retry-After")
                     if retry_after:
-                        try:
+                        with contextlib.suppress(ValueError):  # an HTTP date instead of seconds: ignore it
                             r.retry_after_s = min(float(retry_after), 300.0)
-                        except ValueError:
-                            pass
                     body = await resp.content.read(MAX_ERROR_BODY)
                     raise _Failure(_http_class(resp.status), _error_text(resp.status, body), resp.status)
                 ctype = resp.headers.get("Content-Type", "")
@@ -170,15 +169,13 @@ def _http_class(status: int) -> str:
 
 def _error_text(status: int, body: bytes) -> str:
     text = body.decode("utf-8", "replace").strip()
-    try:
+    with contextlib.suppress(orjson.JSONDecodeError):  # a non-JSON error body is shown as it is
         obj = orjson.loads(body)
         err = obj.get("error") if isinstance(obj, dict) else None
         if isinstance(err, dict) and err.get("message"):
             text = str(err["message"])
         elif isinstance(err, str):
             text = err
-    except orjson.JSONDecodeError:
-        pass
     return f"HTTP {status}: {text[:300]}" if text else f"HTTP {status}"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import platform
@@ -412,11 +413,9 @@ async def execute(
         signals_installed: list[int] = []
         if install_signal_handlers:
             for sig in (signal.SIGINT, signal.SIGTERM):
-                try:
+                with contextlib.suppress(NotImplementedError, RuntimeError):  # no signal support (e.g. not the main thread)
                     loop.add_signal_handler(sig, _on_signal, runner, sig)
                     signals_installed.append(sig)
-                except (NotImplementedError, RuntimeError):
-                    pass
         tick = loop.create_task(ticker())
         # Everything allocated so far lives for the whole run: keep the cyclic GC from
         # rescanning it in full collections that would stall the sending loop.

@@ -23,15 +23,15 @@ def length_bucket(prompt_tokens: int) -> str:
 
 
 @dataclass(slots=True)
-class _Group:
+class _Tally:
+    """Counts of pass / fail / unscored / skipped."""
+
     pass_: int = 0
     fail: int = 0
     unscored: int = 0
     skipped: int = 0
-    latency_sum_s: float = 0.0
-    latency_n: int = 0
 
-    def add(self, verdict: str, latency_s: float | None) -> None:
+    def count(self, verdict: str | None) -> None:
         if verdict == PASS:
             self.pass_ += 1
         elif verdict == FAIL:
@@ -40,6 +40,15 @@ class _Group:
             self.unscored += 1
         else:
             self.skipped += 1
+
+
+@dataclass(slots=True)
+class _Group(_Tally):
+    latency_sum_s: float = 0.0
+    latency_n: int = 0
+
+    def add(self, verdict: str, latency_s: float | None) -> None:
+        self.count(verdict)
         if latency_s is not None:
             self.latency_sum_s += latency_s
             self.latency_n += 1
@@ -58,11 +67,7 @@ class _Group:
 
 
 @dataclass(slots=True)
-class _ScorerStats:
-    pass_: int = 0
-    fail: int = 0
-    unscored: int = 0
-    skipped: int = 0
+class _ScorerStats(_Tally):
     error_classes: dict[str, int] = field(default_factory=dict)
     cost_usd: float = 0.0
 
@@ -126,14 +131,7 @@ class QualityAggregator:
             name = s.get("name") or s.get("scorer")
             st = q.scorers.setdefault(name, _ScorerStats())
             status = s.get("status")
-            if status == PASS:
-                st.pass_ += 1
-            elif status == FAIL:
-                st.fail += 1
-            elif status == UNSCORED:
-                st.unscored += 1
-            else:
-                st.skipped += 1
+            st.count(status)
             cls = s.get("error_class")
             if cls and status in (FAIL, UNSCORED):
                 for c in s.get("error_classes") or [cls]:

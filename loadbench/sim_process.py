@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -53,10 +54,8 @@ async def start_sim(profile: str, dataset: Path | None, seed: int, params: dict[
         if proc.returncode is None:
             proc.kill()
         if proc.stderr is not None:
-            try:
+            with contextlib.suppress(TimeoutError):  # report what it printed, if anything, in time
                 err = await asyncio.wait_for(proc.stderr.read(), 5)
-            except TimeoutError:
-                pass
         await proc.wait()
         raise RuntimeError(f"simulator {profile!r} did not start: {exc!r} {err.decode(errors='replace')[-500:]}") from None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -45,10 +46,8 @@ async def serve_raw() -> AsyncIterator[Callable[..., Awaitable[str]]]:
     yield start
     for server in servers:
         server.close()
-        try:
+        with contextlib.suppress(TimeoutError):  # a handler still holding a connection
             await asyncio.wait_for(server.wait_closed(), 2)
-        except TimeoutError:
-            pass
 
 
 async def read_http_request(reader: asyncio.StreamReader) -> bytes:
