@@ -33,6 +33,29 @@ class RequestOverlay(BaseModel):
     top_p: float | None = None
     stop: str | list[str] | None = None
     seed: int | None = None
+    # vLLM / SGLang extensions: exactly this many output tokens (trace replay uses them).
+    min_tokens: int | None = Field(None, ge=0)
+    ignore_eos: bool | None = None
+
+
+class Turn(BaseModel):
+    """A later user turn of a multi-turn session, sent after the candidate's previous reply."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    user: str = Field(min_length=1)
+    target: str | list[str] | None = None
+    assert_: list[dict[str, Any] | str] | None = Field(None, alias="assert")
+
+
+class ToolResult(BaseModel):
+    """A canned tool answer for agentic loops: used when a call's name matches and its
+    arguments contain `arguments` (a subset match; omitted matches any arguments)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)
+    arguments: dict[str, Any] | None = None
+    content: str | dict[str, Any] | list[Any]
+    error: bool = False  # the result reports a failure (a repeat of the call after it is a retry)
 
 
 class Item(BaseModel):
@@ -47,6 +70,10 @@ class Item(BaseModel):
     expected_tool_calls: list[dict[str, Any]] | None = None
     expect_no_tool_call: bool = False
     assert_: list[dict[str, Any] | str] | None = Field(None, alias="assert")
+    turns: list[Turn] | None = None
+    tool_results: list[ToolResult] | None = None
+    default_tool_result: str | None = None
+    max_steps: int = Field(8, ge=1, le=64)
     _line: int = PrivateAttr(0)  # line in the eval-set file, for error messages
 
     @property
@@ -71,7 +98,28 @@ class Item(BaseModel):
             raise ValueError("input is empty")
         if isinstance(self.input, list) and not self.input:
             raise ValueError("input has no messages")
+        if self.turns is not None and not self.turns:
+            raise ValueError("turns is empty (leave it out for a single-turn item)")
         return self
+
+    @property
+    def is_agentic(self) -> bool:
+        """The driver answers this item's tool calls with canned results and continues."""
+        return self.tool_results is not None or self.default_tool_result is not None
+
+    @property
+    def is_session(self) -> bool:
+        return bool(self.turns) or self.is_agentic
+
+    def turn_item(self, turn: int) -> Item:
+        """The item as scorers see it at user turn `turn` (0 is the item itself)."""
+        if turn == 0 or not self.turns:
+            return self
+        t = self.turns[turn - 1]
+        view = self.model_copy(update={"input": t.user, "target": t.target, "choices": None, "assert_": t.assert_,
+                                       "expected_tool_calls": None, "expect_no_tool_call": False})
+        view._line = self._line
+        return view
 
     @property
     def tags(self) -> list[str]:
@@ -139,6 +187,8 @@ def _line_problems(shown: str, lineno: int, err: ValidationError, obj: dict[str,
 
 def _did_you_mean(key: str, parent: tuple[Any, ...]) -> str:
     fields = {(): Item.model_fields, ("request",): RequestOverlay.model_fields}.get(tuple(parent))
+    if fields is None and len(parent) == 2 and parent[0] in ("turns", "tool_results"):
+        fields = (Turn if parent[0] == "turns" else ToolResult).model_fields
     if not fields:
         return ""
     close = difflib.get_close_matches(key, [f.alias or name for name, f in fields.items()], n=1, cutoff=0.6)

@@ -11,7 +11,7 @@ import secrets
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,8 @@ from prometheus_client import CollectorRegistry
 from . import __version__
 from .client import ClientSettings, OpenAIClient, build_payload, endpoint_url
 from .clock import Clock, MonotonicClock
-from .dataset import Item, load_dataset
+from .conversation import ConversationDriver, ThinkTime, prompt_chars
+from .dataset import Item
 from .errors import ConfigError, Problem
 from .files import write_json_atomic
 from .hdr import HlogWriter
@@ -37,13 +38,16 @@ from .reports import write_run_reports
 from .results_log import ResultsLog
 from .runner import Lane, Plan, Runner, RunOutcome
 from .scenario import AbortRule, Candidate, JudgeConfig, Retry, Scenario
-from .scoring import CompiledSpec, compile_item_specs
+from .scoring import CompiledSpec
 from .scoring_worker import ScoringWorker
+from .sessions import session_aggregator
 from .sim_model import PROFILES, with_params
 from .sim_process import SimProcess, start_sim, stop_sim
 from .slo import parse_clauses, request_check
 from .summary import add_verdicts, build_summary
+from .trace import SequentialOrder, TraceReplay
 from .validity import ValidityLimits
+from .workload import first_messages, first_prompt, load_workload, shared_prefix
 
 NS_PER_S = 1_000_000_000
 PREFLIGHT_TIMEOUT_S = 10.0
@@ -61,11 +65,13 @@ class RunResult:
 class Resolved:
     scenario: Scenario
     scenario_path: str
-    dataset_path: Path
+    dataset_path: Path | None  # None: a trace of synthetic prompts
     items: list[Item]
     secrets: dict[str, str]  # candidate name -> API key (never written anywhere)
     specs: list[list[CompiledSpec]]  # scorers per item
     judge_secret: str | None = None
+    turn_specs: dict[tuple[int, int], list[CompiledSpec]] = field(default_factory=dict)  # later turns of sessions
+    trace: TraceReplay | None = None
 
 
 def resolve(scenario: Scenario, scenario_path: str, scenario_dir: Path, only: list[str] | None = None) -> Resolved:
@@ -104,34 +110,25 @@ def resolve(scenario: Scenario, scenario_path: str, scenario_dir: Path, only: li
             if not judge_secret:
                 problems.append(Problem(scenario_path, None, "scoring.judge.api_key_env",
                                         f"environment variable {judge.api_key_env} is not set (it should hold the judge's API key)"))
-    dataset_path = (scenario_dir / scenario.dataset) if not os.path.isabs(scenario.dataset) else Path(scenario.dataset)
-    items: list[Item] = []
-    specs: list[list[CompiledSpec]] = []
+    workload = None
     try:
-        items = load_dataset(dataset_path, shown=_shown(dataset_path))
-        specs, spec_problems = compile_item_specs(items, scenario.scoring.default_assert, _shown(dataset_path),
-                                                  [item.line for item in items])
-        for p in spec_problems:
-            problems.append(Problem(scenario_path, p.line, p.field, p.message) if p.file == "scenario" else p)
+        workload = load_workload(scenario, scenario_path, scenario_dir)
     except ConfigError as err:
         problems.extend(err.problems)
-    if problems:
+    if problems or workload is None:
         raise ConfigError(problems)
-    return Resolved(scenario, scenario_path, dataset_path, items, keys, specs, judge_secret)
+    return Resolved(scenario, scenario_path, workload.dataset_path, workload.items, keys, workload.specs, judge_secret,
+                    workload.turn_specs, workload.trace)
 
 
-def _shown(path: Path) -> str:
-    try:
-        return os.path.relpath(path)
-    except ValueError:
-        return str(path)
-
-
-def build_plan(scenario: Scenario, items: list[Item]) -> Plan:
+def build_plan(scenario: Scenario, items: list[Item], trace: TraceReplay | None = None) -> Plan:
     load = scenario.load
-    order = ItemOrder(len(items), load.seed)
     ids = [item.id or "" for item in items]
     warmup_ns = round(load.warmup_s * NS_PER_S)
+    if trace is not None:
+        return Plan(offsets_ns=trace.offsets_ns, order=SequentialOrder(trace.item_of_row, len(items)),  # type: ignore[arg-type]
+                    item_ids=ids, warmup_ns=warmup_ns)
+    order = ItemOrder(len(items), load.seed)
     if load.mode == "closed":
         import numpy as np
 
@@ -263,7 +260,11 @@ async def execute(
             judge_settings = build_judge_settings(judge_cfg, judge_base, resolved.judge_secret)
 
         lanes: list[Lane] = []
-        plan = build_plan(scenario, resolved.items)
+        plan = build_plan(scenario, resolved.items, resolved.trace)
+        prefix = shared_prefix(scenario.load.shared_prefix_tokens)
+        think = scenario.load.think_time_s
+        think_time = ThinkTime(**think.model_dump()) if not isinstance(think, (int, float)) else ThinkTime("fixed", float(think))
+        has_sessions = any(item.is_session for item in resolved.items)
         preflight: list[Any] = []
         for index, cand in enumerate(scenario.candidates):
             secret = resolved.secrets.get(cand.name)
@@ -290,14 +291,23 @@ async def execute(
                 secret=secret, max_response_bytes=cand.max_response_bytes,
             )
             client = OpenAIClient(session, settings, clock)
+            model = cand.model or (f"sim-{cand.sim}" if cand.sim else None)
+            params = [candidate_params(cand, item) for item in resolved.items]
             payloads = [
-                build_payload(api=cand.api, model=cand.model or (f"sim-{cand.sim}" if cand.sim else None),
-                              stream=cand.stream, messages=item.messages(), prompt=item.prompt_text(),
-                              params=candidate_params(cand, item))
-                for item in resolved.items
+                build_payload(api=cand.api, model=model, stream=cand.stream, messages=first_messages(item, prefix),
+                              prompt=first_prompt(item, prefix), params=dict(params[i]))
+                for i, item in enumerate(resolved.items)
             ]
-            prompt_chars = [len(item.prompt_text()) for item in resolved.items]
-            lanes.append(Lane(cand.name, _make_send(client, payloads, prompt_chars, cand.retry), cand.max_in_flight))
+            chars = [len(first_prompt(item, prefix)) for item in resolved.items]
+            driver = None
+            if has_sessions:
+                driver = ConversationDriver(resolved.items, [first_messages(item, prefix) for item in resolved.items],
+                                            think_time, scenario.load.seed)
+                follow_payload = _session_payloads(driver, cand, model, params)
+            else:
+                follow_payload = None
+            lanes.append(Lane(cand.name, _make_send(client, payloads, chars, cand.retry, follow_payload),
+                              cand.max_in_flight, follow_up=driver.follow_up if driver is not None else None))
             if cand.sim is None:
                 preflight.append(_preflight(session, cand, base_urls[cand.name], headers, resolved.scenario_path, index, secret))
         problems = [p for p in await asyncio.gather(*preflight) if p is not None]
@@ -313,7 +323,12 @@ async def execute(
             "scenario": scenario.name or Path(resolved.scenario_path).stem,
             "scenario_path": resolved.scenario_path,
             "scenario_file": str(Path(resolved.scenario_path).resolve()),
-            "dataset": str(resolved.dataset_path),
+            "dataset": str(resolved.dataset_path) if resolved.dataset_path is not None else None,
+            "trace": None if resolved.trace is None else {
+                "path": scenario.load.trace.path if scenario.load.trace else None, "rows": resolved.trace.rows,
+                "span_s": resolved.trace.span_s, "time_scale": scenario.load.trace.time_scale if scenario.load.trace else 1.0,
+                "resorted": resolved.trace.resorted,
+            },
             "items": len(resolved.items),
             "started_at": started_at,
             "load": scenario.load.model_dump(),
@@ -321,6 +336,9 @@ async def execute(
             "candidates": {c.name: _public_candidate(c, base_urls[c.name]) for c in scenario.candidates},
             "judge": judge_cfg.model_dump(exclude={"headers"}) if judge_cfg is not None else None,
             "item_tags": [item.tags for item in resolved.items],
+            "session_items": [i for i, item in enumerate(resolved.items) if item.is_session],
+            "agentic_items": [i for i, item in enumerate(resolved.items) if item.is_agentic],
+            "multi_turn_items": [i for i, item in enumerate(resolved.items) if item.turns],
             "slo": scenario.slo,
             "validity": scenario.validity.model_dump(),
             "decision": scenario.decision.model_dump(),
@@ -333,8 +351,11 @@ async def execute(
         hlog_file = open(run_dir / "histograms.hlog", "w", encoding="ascii")
         names = [c.name for c in scenario.candidates]
         recorder = Recorder(names, HlogWriter(hlog_file))
-        quality = QualityAggregator(names, [item.tags for item in resolved.items], request_check(parse_clauses(scenario.slo)))
-        worker = ScoringWorker(resolved.items, resolved.specs, results_log, quality, judge_settings)
+        on_time = request_check(parse_clauses(scenario.slo))
+        quality = QualityAggregator(names, [item.tags for item in resolved.items], on_time,
+                                    session_aggregator(meta, on_time))
+        worker = ScoringWorker(resolved.items, resolved.specs, results_log, quality, judge_settings,
+                               turn_specs=resolved.turn_specs)
         worker.start()
         submit_batch = worker.submit_batch
         metrics = metrics or MetricsOptions(port=None)
@@ -485,9 +506,22 @@ async def execute(
         await asyncio.gather(*(stop_sim(s) for s in sims), return_exceptions=True)
 
 
-def _make_send(client: OpenAIClient, payloads: list[bytes], prompt_chars: list[int], retry: Retry):
+def _session_payloads(driver: ConversationDriver, cand: Candidate, model: str | None, params: list[dict[str, Any]]):
+    """Payloads of a session's later requests: the conversation so far, the item's parameters."""
+
+    def payload(r: RequestResult) -> tuple[bytes, int]:
+        messages = driver.messages(r.seq)
+        body = build_payload(api="chat", model=model, stream=cand.stream, messages=messages, prompt="",
+                             params=dict(params[r.item_index]))
+        return body, prompt_chars(messages)
+
+    return payload
+
+
+def _make_send(client: OpenAIClient, payloads: list[bytes], prompt_chars: list[int], retry: Retry,
+               follow_payload: Any = None):
     send = client.send
-    if retry.max_attempts <= 1:
+    if retry.max_attempts <= 1 and follow_payload is None:
         async def lane_send(item_index: int, r: RequestResult, t0_ns: int) -> None:
             await send(payloads[item_index], prompt_chars[item_index], r, t0_ns)
 
@@ -495,7 +529,11 @@ def _make_send(client: OpenAIClient, payloads: list[bytes], prompt_chars: list[i
     retry_on = frozenset(retry.on_errors)
 
     async def lane_send_with_retries(item_index: int, r: RequestResult, t0_ns: int) -> None:
-        await send(payloads[item_index], prompt_chars[item_index], r, t0_ns)
+        if r.step and follow_payload is not None:
+            payload, chars = follow_payload(r)
+        else:
+            payload, chars = payloads[item_index], prompt_chars[item_index]
+        await send(payload, chars, r, t0_ns)
         first_sent = r.sent_ns
         attempt = 1
         while r.status == ERROR and r.error_class in retry_on and attempt < retry.max_attempts:
@@ -504,7 +542,7 @@ def _make_send(client: OpenAIClient, payloads: list[bytes], prompt_chars: list[i
                 delay = max(delay, r.retry_after_s)
             await asyncio.sleep(min(delay, retry.max_backoff_s))
             reset_for_retry(r)
-            await send(payloads[item_index], prompt_chars[item_index], r, t0_ns)
+            await send(payload, chars, r, t0_ns)
             attempt += 1
         r.retries = attempt - 1
         r.sent_ns = first_sent  # schedule lag is the first attempt's; latency stays from the intended time

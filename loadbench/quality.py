@@ -9,9 +9,12 @@ from typing import Any
 
 from .records import OK, RequestResult
 from .scores import FAIL, PASS, SKIPPED, UNSCORED
+from .sessions import SessionAggregator
 from .stats import paired_difference, pass_at_k, pass_hat_k, wilson
 
 _CODE = {PASS: 1, FAIL: 2, UNSCORED: 3, SKIPPED: 4}
+# A session's verdict over its turns: the worst of them in this order (pass only if all pass).
+_WORST = {0: 0, 1: 1, 3: 2, 2: 3, 4: 4}
 LENGTH_BUCKETS = ((1_000, "<1k"), (4_000, "1k-4k"), (16_000, "4k-16k"), (64_000, "16k-64k"))
 
 
@@ -90,10 +93,12 @@ class QualityAggregator:
     """Fed every record (from any thread that owns it); counts only the measurement window."""
 
     def __init__(self, candidates: list[str], item_tags: list[list[str]],
-                 on_time: Callable[[RequestResult], bool] | None = None) -> None:
+                 on_time: Callable[[RequestResult], bool] | None = None,
+                 sessions: SessionAggregator | None = None) -> None:
         self.candidates = {name: CandidateQuality() for name in candidates}
         self._tags = item_tags
         self._on_time = on_time
+        self.sessions = sessions
         # Held while adding and while a metrics scrape (another thread) takes a snapshot.
         self.lock = threading.Lock()
 
@@ -102,6 +107,10 @@ class QualityAggregator:
             self._add(r)
 
     def _add(self, r: RequestResult) -> None:
+        if self.sessions is not None:
+            self.sessions.add(r)
+        if r.phase == "tool":  # a step inside an agentic task: the task's answer record counts
+            return
         q = self.candidates.setdefault(r.candidate, CandidateQuality())
         # Goodput: on time by every latency SLO and correct (a request without scorers counts
         # when on time; an unscored or skipped one never does).
@@ -122,8 +131,12 @@ class QualityAggregator:
         seq = r.seq
         if seq >= len(q.verdict_by_seq):
             q.verdict_by_seq.extend(b"\0" * (seq + 1 - len(q.verdict_by_seq) + 1024))
-        q.verdict_by_seq[seq] = _CODE[verdict]
-        if verdict in (PASS, FAIL):
+        code = _CODE[verdict]
+        previous = q.verdict_by_seq[seq]
+        if r.turn and _WORST[previous] > _WORST[code]:
+            code = previous  # pairs compare whole sessions: a session passes when every turn does
+        q.verdict_by_seq[seq] = code
+        if verdict in (PASS, FAIL) and r.turn == 0:
             slot = q.attempts.setdefault(r.item_index, [0, 0])
             slot[0] += 1
             slot[1] += verdict == PASS

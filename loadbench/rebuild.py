@@ -11,6 +11,7 @@ from .files import read_json
 from .quality import QualityAggregator
 from .recorder import Recorder
 from .results_log import iter_results
+from .sessions import session_aggregator
 from .slo import parse_clauses, request_check
 from .summary import add_verdicts, build_summary
 from .validity import ValidityLimits
@@ -32,7 +33,8 @@ def rebuild_summary(run_dir: Path) -> Rebuilt:
     names = list((meta.get("candidates") or {}).keys())
     recorder = Recorder(names)
     slo_texts = meta.get("slo") or []
-    quality = QualityAggregator(names, meta.get("item_tags") or [], request_check(parse_clauses(slo_texts)))
+    on_time = request_check(parse_clauses(slo_texts))
+    quality = QualityAggregator(names, meta.get("item_tags") or [], on_time, session_aggregator(meta, on_time))
     skipped: list[tuple[int, str]] = []
     n = 0
     for lineno, record, problem in iter_results(log):

@@ -67,6 +67,17 @@ class RequestResult:
     # Quality: pass | fail | unscored | skipped (None when the item has no scorers).
     verdict: str | None = None
     scores: list[dict[str, Any]] | None = None
+    # Sessions (multi-turn items, agentic tool loops): one record per request of the session,
+    # all with the session's `seq`.  `step` counts requests in the session, `turn` user turns.
+    # phase "tool": the reply called tools that loadbench answered (not scored on its own);
+    # "answer": the reply that ends a user turn (scored).  `last`: the session's final record.
+    turn: int = 0
+    step: int = 0
+    phase: str = "answer"
+    last: bool = True
+    # On the answer record of an agentic turn: the tool calls made, steps, retries, and
+    # whether the model stopped by itself.
+    trajectory: dict[str, Any] | None = None
 
     @property
     def latency_ns(self) -> int:

@@ -73,6 +73,80 @@ def comparison_rows(summary: dict[str, Any]) -> list[tuple[str, list[str]]]:
     return rows
 
 
+def _rate_ci(value: float | None, ci: list[float] | None) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:.1f}% [{100 * ci[0]:.0f}-{100 * ci[1]:.0f}]" if ci else f"{100 * value:.1f}%"
+
+
+def _num(value: float | None, fmt: str = "{:.2f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+Table = tuple[str, list[str], list[tuple[str, list[str]]]]
+
+
+def session_tables(summary: dict[str, Any]) -> list[Table]:
+    """Sessions, agentic tasks, and results by turn and by step, when the run had them."""
+    cands = summary["candidates"]
+    names = list(cands)
+    views = {n: c.get("sessions") or {} for n, c in cands.items()}
+    tables: list[Table] = []
+
+    def block(key: str, title: str, extra: list[tuple[str, Any]]) -> None:
+        if not any(v.get(key) for v in views.values()):
+            return
+        rows: list[tuple[str, list[str]]] = []
+
+        def row(label: str, fn: Any) -> None:
+            rows.append((label, [fn(views[n].get(key) or {}) for n in names]))
+
+        row("sessions" if key == "sessions" else "tasks", lambda t: str(t.get("sessions", "-")))
+        row("passed (every turn) [95% CI]" if key == "sessions" else "passed (trajectory and answer) [95% CI]",
+            lambda t: _rate_ci(t.get("pass_rate"), t.get("pass_rate_ci")))
+        row("requests per session" if key == "sessions" else "requests per task", lambda t: _num(t.get("requests_per_session")))
+        row("started per second", lambda t: _num(t.get("sessions_per_s")))
+        row("goodput (passed, on time) /s", lambda t: _num(t.get("goodput_per_s")))
+        for label, fn in extra:
+            row(label, fn)
+        row("duration p50 / p95", lambda t: f'{_pct(t.get("duration_s") or {}, "p50")} / {_pct(t.get("duration_s") or {}, "p95")}')
+        row("cost per session" if key == "sessions" else "cost per task", lambda t: fmt_usd(t.get("cost_per_session_usd")))
+        tables.append((title, ["", *names], rows))
+
+    block("sessions", "multi-turn sessions", [])
+    block("tasks", "agentic tasks", [
+        ("steps / tool calls (mean)", lambda t: f'{_num(t.get("steps_mean"))} / {_num(t.get("tool_calls_mean"))}'),
+        ("retry rate (repeat after an error)", lambda t: _num(t.get("retry_rate"), "{:.1%}")),
+        ("stopped by itself", lambda t: _num(t.get("stopped_by_itself"), "{:.1%}")),
+        ("hit max_steps", lambda t: str(t.get("max_steps_hit", "-"))),
+    ])
+    for key, title, label in (("by_turn", "by turn (accuracy, latency p95, input tokens / cached)", "turn"),
+                              ("by_step", "agentic tasks by step (requests, latency p50 / p95)", "step")):
+        positions = sorted({k for v in views.values() for k in (v.get(key) or {})}, key=lambda k: int(k.rstrip("+")))
+        if not positions:
+            continue
+        rows = []
+        for pos in positions:
+            cells = []
+            for n in names:
+                p = (views[n].get(key) or {}).get(pos)
+                if not p:
+                    cells.append("-")
+                elif key == "by_turn":
+                    acc = "-" if p["accuracy"] is None else f'{100 * p["accuracy"]:.0f}%'
+                    cells.append(f'{acc} · {_pct(p["latency_s"], "p95")} · {_num(p["input_tokens_mean"], "{:.0f}")}'
+                                 f' / {_num(p["cached_tokens_mean"], "{:.0f}")}')
+                else:
+                    cells.append(f'{p["requests"]} · {_pct(p["latency_s"], "p50")} / {_pct(p["latency_s"], "p95")}')
+            rows.append((f"{label} {pos}", cells))
+        tables.append((title, ["", *names], rows))
+    return tables
+
+
+def session_text(summary: dict[str, Any]) -> str:
+    return "\n\n".join(f"{title}\n{render_table(headers, rows)}" for title, headers, rows in session_tables(summary))
+
+
 def _attempted(acc: dict[str, Any] | None) -> str:
     if not acc or acc.get("attempted_value") is None:
         return "-"
@@ -147,7 +221,8 @@ def comparison_table(summary: dict[str, Any]) -> str:
     if outcome.get("stop_reason") not in (None, "completed"):
         foot += f"\nrun stopped early: {outcome['stop_reason']}"
     details = quality_details(summary)
-    text = f"{head}\n{out}\n{foot}" + (f"\n\n{details}" if details else "")
+    sessions = session_text(summary)
+    text = f"{head}\n{out}\n{foot}" + (f"\n\n{sessions}" if sessions else "") + (f"\n\n{details}" if details else "")
     verdicts = verdict_lines(summary)
     return text + (f"\n\n{verdicts}" if verdicts else "")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .files import write_atomic
-from .report import comparison_rows, fmt_s, fmt_usd, quality_details, verdict_lines
+from .report import comparison_rows, fmt_s, fmt_usd, quality_details, session_tables, verdict_lines
 from .report_sweep import sweep_table
 from .svgchart import bar_chart, line_chart
 
@@ -51,6 +51,8 @@ def run_markdown(summary: dict[str, Any]) -> str:
     if insecure:
         parts += [f"> **TLS certificate verification was OFF** (insecure: true) for: {', '.join(insecure)}", ""]
     parts += [_md_table(["", *cands], rows), ""]
+    for title, headers, table_rows in session_tables(summary):
+        parts += [f"### {title.capitalize()}", "", _md_table(headers, [[label, *cells] for label, cells in table_rows]), ""]
     details = quality_details(summary)
     verdicts = verdict_lines(summary)
     if details or verdicts:
@@ -107,6 +109,8 @@ def run_html(summary: dict[str, Any]) -> str:
     html += ["<h2>Comparison</h2>", _html_table(["", *names], rows),
              "<p class='meta'>Latency is measured from the intended send time; service time from the actual send. "
              "* marks a percentile with too few samples.</p>"]
+    for title, headers, table_rows in session_tables(summary):
+        html += [f"<h2>{escape(title.capitalize())}</h2>", _html_table(headers, [[label, *cells] for label, cells in table_rows])]
     if verdicts or details:
         html += ["<h2>SLO, goodput and quality</h2>", f"<pre>{escape(verdicts)}\n\n{escape(details)}</pre>"]
     html += ["<h2>Charts</h2>", "<div class='charts'>", *charts, "</div>"]

@@ -15,6 +15,8 @@ from .records import CANCELLED, DROPPED, ERROR, RequestResult
 # A lane sends one request for one candidate: fill `r`, never raise for a failed request.
 SendFn = Callable[[int, RequestResult, int], Awaitable[None]]  # (item_index, record, t0_ns)
 Sink = Callable[[RequestResult], None]
+# After a request of a session: the session's next request (its intended time set), or None.
+FollowUpFn = Callable[[RequestResult], "RequestResult | None"]
 
 MAX_SLEEP_NS = 50_000_000  # wake at least every 50 ms to notice a stop request
 LOOP_LAG_INTERVAL_NS = 5_000_000
@@ -27,6 +29,7 @@ class Lane:
     name: str
     send: SendFn
     max_in_flight: int
+    follow_up: FollowUpFn | None = None  # sessions: multi-turn items and agentic tool loops
     in_flight: int = 0  # admitted and not finished (includes requests waiting for a slot)
     active: int = 0  # holding a slot
     _slots: asyncio.Semaphore | None = None
@@ -199,15 +202,30 @@ class Runner:
         task.add_done_callback(self._tasks.discard)
 
     async def _execute(self, lane: Lane, r: RequestResult) -> None:
+        follow_up = lane.follow_up
         try:
             slots = lane._slots
             assert slots is not None
-            async with slots:
-                lane.active += 1
-                try:
-                    await lane.send(r.item_index, r, self.t0_ns)
-                finally:
-                    lane.active -= 1
+            while True:
+                async with slots:
+                    lane.active += 1
+                    try:
+                        await lane.send(r.item_index, r, self.t0_ns)
+                    finally:
+                        lane.active -= 1
+                nxt = follow_up(r) if follow_up is not None else None
+                if nxt is None:
+                    break
+                # A session goes on: this request is finished data now; the next one is
+                # intended after the think time (tool steps: at once) and waits for a slot.
+                self.sink(r)
+                r = nxt
+                if await self._wait_for_turn(r.intended_ns):
+                    r.status = CANCELLED
+                    r.error_class = "cancelled"
+                    r.error = "the run stopped before this turn of the session was sent"
+                    r.done_ns = self.clock.now_ns() - self.t0_ns
+                    break
         except asyncio.CancelledError:
             r.status = CANCELLED
             r.error_class = "cancelled"
@@ -221,6 +239,17 @@ class Runner:
         finally:
             lane.in_flight -= 1
             self.sink(r)
+
+    async def _wait_for_turn(self, intended_ns: int) -> bool:
+        """Sleep until a session's next intended time; True when the run stopped meanwhile."""
+        clock = self.clock
+        target = self.t0_ns + intended_ns
+        while not self._stop.is_set():
+            now = clock.now_ns()
+            if now >= target:
+                return False
+            await clock.sleep_until_ns(min(target, now + MAX_SLEEP_NS))
+        return True
 
     async def _run_closed(self) -> None:
         plan = self.plan

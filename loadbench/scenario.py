@@ -7,7 +7,7 @@ import os
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -85,8 +85,63 @@ class Candidate(_Strict):
         return v
 
 
+class ThinkTimeConfig(_Strict):
+    """Seconds between a reply and the user's next turn in a multi-turn session."""
+
+    dist: Literal["fixed", "uniform", "exponential", "lognormal"] = "exponential"
+    mean_s: float = Field(1.0, ge=0, le=3600)
+    min_s: float = Field(0.0, ge=0)
+    max_s: float | None = Field(None, ge=0, le=3600)
+    sigma: float = Field(0.5, gt=0, le=5)
+
+
+TRACE_PRESETS: dict[str, dict[str, Any]] = {
+    # Mooncake (Kimi) traces: JSONL, timestamp in ms, token lengths.
+    "mooncake": {"timestamp_field": "timestamp", "timestamp_unit": "ms", "input_tokens_field": "input_length",
+                 "output_tokens_field": "output_length"},
+    # Azure LLM inference traces (2023/2024): CSV, ISO timestamps, token lengths.
+    "azure": {"timestamp_field": "TIMESTAMP", "timestamp_unit": "iso", "input_tokens_field": "ContextTokens",
+              "output_tokens_field": "GeneratedTokens"},
+    # BurstGPT: CSV, seconds from the trace start, token lengths.
+    "burstgpt": {"timestamp_field": "Timestamp", "timestamp_unit": "s", "input_tokens_field": "Request tokens",
+                 "output_tokens_field": "Response tokens"},
+}
+
+
+class TraceConfig(_Strict):
+    """Replay a production trace: intended times from its timestamps, requests from its rows."""
+
+    path: str
+    preset: Literal["mooncake", "azure", "burstgpt"] | None = None
+    timestamp_field: str | None = None
+    timestamp_unit: Literal["s", "ms", "us", "ns", "iso"] | None = None
+    time_scale: float = Field(1.0, gt=0, le=10_000)  # speed-up: 2 replays twice as fast
+    item_field: str | None = None  # the id of a dataset item
+    request_field: str | None = None  # a full request: a prompt string or a messages list
+    input_tokens_field: str | None = None  # token lengths: synthetic prompts of that size
+    output_tokens_field: str | None = None
+    fixed_output: bool = True  # ask for exactly the trace's output length (min_tokens, ignore_eos)
+    max_rows: int | None = Field(None, ge=1, le=10_000_000)
+
+    @model_validator(mode="after")
+    def _fields(self) -> TraceConfig:
+        preset = TRACE_PRESETS.get(self.preset or "", {})
+        for key, value in preset.items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        if self.timestamp_field is None:
+            self.timestamp_field = "timestamp"
+        if self.timestamp_unit is None:
+            self.timestamp_unit = "s"
+        given = [f for f in ("item_field", "request_field", "input_tokens_field") if getattr(self, f)]
+        if len(given) != 1:
+            raise ValueError("say what each row sends with exactly one of item_field (dataset ids), request_field "
+                             "(full requests) or input_tokens_field (synthetic prompts of that many tokens)")
+        return self
+
+
 class Load(_Strict):
-    arrival: Literal["constant", "poisson", "gamma"] = "poisson"
+    arrival: Literal["constant", "poisson", "gamma", "trace"] = "poisson"
     rate_qps: float = Field(1.0, gt=0, le=100_000)
     burstiness: float = Field(1.0, gt=0)
     duration_s: float | None = Field(None, gt=0, le=7 * 24 * 3600)
@@ -97,9 +152,20 @@ class Load(_Strict):
     concurrency: int | None = Field(None, ge=1, le=100_000)
     on_saturation: Literal["queue", "drop"] = "queue"
     grace_s: float = Field(10.0, ge=0, le=3600)
+    think_time_s: Annotated[float, Field(ge=0, le=3600)] | ThinkTimeConfig = 0.0  # between turns of sessions
+    trace: TraceConfig | None = None
+    shared_prefix_tokens: int = Field(0, ge=0, le=1_000_000)  # one system prompt shared by every request
 
     @model_validator(mode="after")
     def _bounds(self) -> Load:
+        if self.arrival == "trace" or self.trace is not None:
+            if self.trace is None:
+                raise ValueError("arrival: trace needs a trace: section (path and fields)")
+            if self.arrival != "trace":
+                raise ValueError("a trace: section needs arrival: trace (the trace gives the intended times)")
+            if self.mode == "closed":
+                raise ValueError("trace replay is open loop; mode: closed does not apply")
+            return self
         if self.duration_s is None and self.requests is None:
             raise ValueError("give duration_s or requests (every run is bounded)")
         if self.duration_s is not None and self.requests is not None:
@@ -170,7 +236,7 @@ class Output(_Strict):
 class Scenario(_Strict):
     name: str | None = None
     description: str | None = None
-    dataset: str
+    dataset: str | None = None
     candidates: list[Candidate] = Field(min_length=1)
     load: Load
     scoring: Scoring = Field(default_factory=Scoring)
@@ -204,6 +270,14 @@ class Scenario(_Strict):
                 raise ValueError(f"candidate name {c.name!r} is used twice")
             seen.add(c.name)
         return candidates
+
+    @model_validator(mode="after")
+    def _dataset_needed(self) -> Scenario:
+        trace = self.load.trace
+        if self.dataset is None and (trace is None or trace.item_field):
+            raise ValueError("dataset: required key is missing (the eval set to replay)" if trace is None else
+                             "dataset: required key is missing (the trace's item_field names items of a dataset)")
+        return self
 
     @model_validator(mode="after")
     def _judge_is_not_a_candidate(self) -> Scenario:
@@ -291,6 +365,9 @@ def problems_from_validation(path: str, root: yaml.Node | None, err: ValidationE
             node, _ = _node_at(root, loc)
             line = node.start_mark.line + 1 if node is not None else None
             msg = e["msg"].removeprefix("Value error, ")
+            head, sep, rest = msg.partition(": ")
+            if not loc and sep and head in Scenario.model_fields:  # a whole-scenario check about one key
+                loc, msg = (head,), rest
             if e["type"] == "missing":
                 msg = "required key is missing"
             elif e["type"] == "literal_error":

@@ -185,3 +185,74 @@ def score_tool_call(spec: ToolCallSpec, item: Item, view: ResponseView) -> Score
                       value=1.0 - len(wrong) / len(expected))
     meta["params_checked"] = total_params
     return passed("tool_call", name, answer=answer, metadata=meta)
+
+
+class TrajectorySpec(SpecBase):
+    """An agentic tool loop judged as a whole: the expected calls were made with correct
+    arguments (in order, or in any order), and the model stopped by itself."""
+
+    type: Literal["trajectory"] = "trajectory"
+    order: Literal["exact", "any"] = "exact"
+    string_norm: Literal["bfcl", "casefold", "none"] = "bfcl"
+    int_as_float: bool = True
+    allow_extra_calls: bool = True  # calls beyond the expected ones (lookups, retries) are fine
+    max_retries: int | None = None  # fail when the model repeats failed calls more often than this
+
+
+def _as_tool_call(call: dict[str, Any]) -> ToolCall:
+    args = call.get("arguments")
+    if isinstance(args, dict):
+        return ToolCall(str(call.get("name") or ""), "", args, None)
+    return ToolCall(str(call.get("name") or ""), str(args), None, "arguments are not a JSON object")
+
+
+def score_trajectory(spec: TrajectorySpec, item: Item, view: ResponseView) -> Score:
+    name = spec.label
+    traj = view.trajectory
+    if traj is None:
+        return unscored("trajectory", name, "evalset.not_agentic", "the item has no tool_results, so there is no tool loop")
+    calls = [_as_tool_call(c) for c in traj.get("calls") or []]
+    meta = {"steps": traj.get("steps"), "calls": len(calls), "retries": traj.get("retries", 0),
+            "stopped": bool(traj.get("stopped"))}
+    answer = " -> ".join(f"{c.name}({c.arguments})" for c in calls)[:300] or "(no call)"
+    if not traj.get("stopped"):
+        return failed("trajectory", name, "trajectory.max_steps", answer, metadata=meta,
+                      explanation=f"still calling tools after {traj.get('steps')} steps (max_steps)")
+    try:
+        expected = normalize_expected(item.expected_tool_calls or [])
+    except ValueError as exc:
+        return unscored("trajectory", name, "evalset.bad_expected_calls", str(exc))
+    tool_spec = ToolCallSpec(order="any", string_norm=spec.string_norm, int_as_float=spec.int_as_float)
+    table = [[check_call(e, c, tool_spec) for c in calls] for e in expected]
+    if spec.order == "exact":
+        # Each expected call must appear after the previous one's match (other calls may sit between).
+        match: list[int] = []
+        pos = 0
+        for row in table:
+            found = next((a for a in range(pos, len(calls)) if row[a] is None), -1)
+            match.append(found)
+            if found >= 0:
+                pos = found + 1
+    else:
+        match = _max_matching(len(expected), len(calls), [[err is None for err in row] for row in table])
+    errors = []
+    for e, a in enumerate(match):
+        if a >= 0:
+            continue
+        row = table[e]
+        if any(err is None for err in row):
+            errors.append("trajectory.order")
+        else:
+            same_name = [err for err, c in zip(row, calls) if c.name == expected[e][0]]
+            errors.append(same_name[0] if same_name else "trajectory.missing_call")
+    meta["matched"] = sum(1 for a in match if a >= 0)
+    meta["expected"] = len(expected)
+    if not spec.allow_extra_calls and len(calls) > len(expected):
+        errors.append("trajectory.extra_calls")
+    if spec.max_retries is not None and int(traj.get("retries", 0)) > spec.max_retries:
+        errors.append("trajectory.too_many_retries")
+    if errors:
+        classes = list(dict.fromkeys(errors))
+        return failed("trajectory", name, classes[0], answer, classes=classes, metadata=meta,
+                      value=meta["matched"] / len(expected) if expected else 0.0)
+    return passed("trajectory", name, answer=answer, metadata=meta)

@@ -110,6 +110,7 @@ class ResponseView:
     ttft_s: float | None
     latency_s: float | None
     tpot_s: float | None
+    trajectory: dict[str, Any] | None = None  # agentic items: the calls made over the turn's steps
 
 
 def build_view(r: RequestResult) -> ResponseView:
@@ -132,6 +133,7 @@ def build_view(r: RequestResult) -> ResponseView:
         ttft_s=r.ttft_ns / 1e9 if r.ttft_ns >= 0 else None,
         latency_s=r.latency_ns / 1e9 if r.status == OK and r.latency_ns >= 0 else None,
         tpot_s=tpot / 1e9 if tpot >= 0 else None,
+        trajectory=r.trajectory,
     )
 
 

@@ -18,7 +18,7 @@ from .judge import JudgeClient, JudgeSpec, score_judge
 from .records import OK, RequestResult
 from .scorer_instructions import InstructionsSpec, score_instructions
 from .scorer_json import JsonSpec, score_json
-from .scorer_tools import ToolCallSpec, score_tool_call
+from .scorer_tools import ToolCallSpec, TrajectorySpec, score_tool_call, score_trajectory
 from .scorers_basic import (
     CanarySpec,
     ChoiceSpec,
@@ -55,6 +55,7 @@ SCORERS: dict[str, tuple[type[SpecBase], SyncScorer | None]] = {
     "choice": (ChoiceSpec, score_choice),
     "json": (JsonSpec, score_json),
     "tool_call": (ToolCallSpec, score_tool_call),
+    "trajectory": (TrajectorySpec, score_trajectory),
     "refusal": (RefusalSpec, score_refusal),
     "canary": (CanarySpec, score_canary),
     "instructions": (InstructionsSpec, score_instructions),
@@ -175,11 +176,17 @@ def load_callable(ref: str) -> Callable[..., Any]:
 
 def default_specs(item: Item) -> list[dict[str, Any]]:
     """What to check when neither the item nor the scenario says: infer from the item."""
+    if item.is_agentic:
+        # A tool loop: the calls over the steps, then the final answer if the item has one.
+        specs: list[dict[str, Any]] = [{"type": "trajectory"}] if item.expected_tool_calls else []
+        if item.target is not None:
+            specs.append({"type": "match", "mode": "contains"})
+        return specs
     if item.expected_tool_calls or item.expect_no_tool_call:
         return [{"type": "tool_call"}]
     rf = item.request.response_format or {}
     if rf.get("type") == "json_schema":
-        spec: dict[str, Any] = {"type": "json"}
+        spec = {"type": "json"}
         if isinstance(item.target, str) and item.target.strip().startswith("{"):
             with contextlib.suppress(orjson.JSONDecodeError):  # a non-JSON target: schema check only
                 spec["expected"] = orjson.loads(item.target)
@@ -221,6 +228,20 @@ def compile_item_specs(items: list[Item], defaults: list[dict[str, Any] | str], 
                 problems.append(Problem(shown, lines[index] if index < len(lines) else None, f"assert[{j}]", str(exc)))
         compiled.append(out)
     return compiled, problems
+
+
+def compile_turn_specs(items: list[Item], defaults: list[dict[str, Any] | str],
+                       shown: str) -> tuple[dict[tuple[int, int], list[CompiledSpec]], list[Problem]]:
+    """Scorers of the later turns of multi-turn items, keyed by (item index, turn)."""
+    out: dict[tuple[int, int], list[CompiledSpec]] = {}
+    problems: list[Problem] = []
+    for index, item in enumerate(items):
+        for turn in range(1, len(item.turns or ()) + 1):
+            (compiled,), found = compile_item_specs([item.turn_item(turn)], defaults, shown, [item.line])
+            out[(index, turn)] = compiled
+            problems.extend(Problem(p.file, p.line, f"turns[{turn - 1}].{p.field}", p.message)
+                            if p.field.startswith("assert[") else p for p in found)
+    return out, problems
 
 
 def _negated(score: Score) -> Score:
@@ -307,6 +328,7 @@ __all__ = [
     "build_view",
     "compile_item_specs",
     "compile_spec",
+    "compile_turn_specs",
     "finalize",
     "needs_scoring",
     "score_async",

@@ -30,6 +30,17 @@ from .scoring import (
 )
 
 FLUSH_EVERY_S = 1.0
+TurnSpecs = dict[tuple[int, int], list[CompiledSpec]]
+
+
+def specs_for(r: RequestResult, specs: list[list[CompiledSpec]], turn_specs: TurnSpecs | None) -> list[CompiledSpec]:
+    """The scorers of this record: none for a tool step of an agentic loop (the turn's answer
+    record is scored with the whole trajectory), the turn's own for later turns of a session."""
+    if r.phase == "tool":
+        return []
+    if r.turn:
+        return (turn_specs or {}).get((r.item_index, r.turn), [])
+    return specs[r.item_index] if r.item_index < len(specs) else []
 
 
 async def score_record(r: RequestResult, item: Item, specs: list[CompiledSpec], judge: JudgeClient | None) -> None:
@@ -56,9 +67,11 @@ class ScoringWorker:
         quality: QualityAggregator,
         judge_settings: JudgeSettings | None = None,
         on_scored: Callable[[RequestResult], None] | None = None,
+        turn_specs: TurnSpecs | None = None,
     ) -> None:
         self._items = items
         self._specs = specs
+        self._turn_specs = turn_specs
         self._log = results_log
         self.quality = quality
         self._judge_settings = judge_settings
@@ -143,13 +156,13 @@ class ScoringWorker:
             self._log.flush()
 
     def _handle(self, r: RequestResult) -> None:
-        specs = self._specs[r.item_index] if r.item_index < len(self._specs) else []
+        specs = specs_for(r, self._specs, self._turn_specs)
         if not specs or not needs_scoring(r):
             if specs:
                 skipped_verdict(r, specs)
             self._emit(r)
             return
-        item = self._items[r.item_index]
+        item = self._items[r.item_index].turn_item(r.turn)
         view = build_view(r)
         scores, pending = score_sync(specs, item, view)
         if not pending:

@@ -34,6 +34,9 @@ class Profile:
     output_per_mtok: float
     cached_input_per_mtok: float | None = None
     long_context_decay: float = 0.0  # accuracy lost (as a fraction) at 16k prompt tokens and beyond
+    prefix_cache_blocks: int = 0  # automatic prefix caching: blocks of PREFIX_BLOCK tokens kept (0: off)
+    agent_loop_share: float = 0.35  # of the agentic items it gets wrong, the share where it never stops calling
+    agent_retry_p: float = 0.5  # chance to repeat a call verbatim after an error result
 
 
 PROFILES: dict[str, Profile] = {
@@ -45,7 +48,7 @@ PROFILES: dict[str, Profile] = {
             slots=48, prefill_base_s=0.015, prefill_per_token_s=0.00004,
             decode_per_token_s=0.008, decode_slowdown=1.0, accuracy=0.74,
             filler_tokens=60, input_per_mtok=0.15, output_per_mtok=0.60, cached_input_per_mtok=0.075,
-            long_context_decay=0.45,
+            long_context_decay=0.45, prefix_cache_blocks=16_384,
         ),
         Profile(
             name="large-accurate",
@@ -53,7 +56,7 @@ PROFILES: dict[str, Profile] = {
             slots=12, prefill_base_s=0.06, prefill_per_token_s=0.00015,
             decode_per_token_s=0.022, decode_slowdown=1.5, accuracy=0.91,
             filler_tokens=60, input_per_mtok=2.50, output_per_mtok=10.0, cached_input_per_mtok=1.25,
-            long_context_decay=0.12,
+            long_context_decay=0.12, prefix_cache_blocks=8_192,
         ),
         Profile(
             name="medium",
@@ -61,7 +64,7 @@ PROFILES: dict[str, Profile] = {
             slots=24, prefill_base_s=0.03, prefill_per_token_s=0.00008,
             decode_per_token_s=0.014, decode_slowdown=1.2, accuracy=0.84,
             filler_tokens=60, input_per_mtok=0.50, output_per_mtok=1.50, cached_input_per_mtok=0.25,
-            long_context_decay=0.25,
+            long_context_decay=0.25, prefix_cache_blocks=8_192,
         ),
         Profile(
             name="judge",
@@ -79,6 +82,9 @@ PROFILES: dict[str, Profile] = {
         ),
     )
 }
+
+
+PREFIX_BLOCK = 32
 
 
 def split_tokens(text: str) -> list[str]:

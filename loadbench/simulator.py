@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from aiohttp import web
 from .dataset import Item, load_dataset
 from .sim_faults import FaultPicker, FaultSpec
 from .sim_model import (
+    PREFIX_BLOCK,
     PROFILES,
     Profile,
     answers_right,
@@ -36,6 +38,7 @@ class Reply:
     tool_calls: list[dict[str, Any]] | None
     finish_reason: str
     prompt_tokens: int
+    cached_tokens: int = 0
 
 
 class SimState:
@@ -49,43 +52,107 @@ class SimState:
         self.slots = asyncio.Semaphore(profile.slots)
         self.active = 0
         self.by_prompt: dict[str, Item] = {}
+        # Later turns of multi-turn items, by (first user message, this turn's user message).
+        self.by_turn: dict[tuple[str, str], tuple[Item, int]] = {}
         for item in items:
             self.by_prompt.setdefault(item.last_user_text().strip(), item)
             self.by_prompt.setdefault(item.prompt_text().strip(), item)
+            for turn, t in enumerate(item.turns or (), start=1):
+                self.by_turn.setdefault((item.last_user_text().strip(), t.user.strip()), (item, turn))
         self.served = 0
+        self._prefix_cache: OrderedDict[int, None] = OrderedDict()
 
-    def lookup(self, body: dict[str, Any], chat: bool) -> tuple[Item | None, str]:
+    def lookup(self, body: dict[str, Any], chat: bool) -> tuple[Item | None, str, int]:
+        """The eval item a request is about, the prompt text, and the user turn it is at."""
         if chat:
             messages = body.get("messages") or []
             prompt_all = " ".join(m.get("content") or "" for m in messages if isinstance(m.get("content"), str))
-            last_user = next(
-                (m.get("content") for m in reversed(messages) if m.get("role") == "user" and isinstance(m.get("content"), str)),
-                "",
-            )
-            return self.by_prompt.get(last_user.strip()), prompt_all
+            users = [m.get("content") for m in messages if m.get("role") == "user" and isinstance(m.get("content"), str)]
+            last_user = users[-1] if users else ""
+            if len(users) > 1:
+                found = self.by_turn.get((users[0].strip(), last_user.strip()))
+                if found is not None:
+                    return found[0], prompt_all, found[1]
+            return self.by_prompt.get(last_user.strip()), prompt_all, 0
         prompt = str(body.get("prompt") or "")
-        return self.by_prompt.get(prompt.strip()), prompt
+        return self.by_prompt.get(prompt.strip()), prompt, 0
+
+    def cached_prefix_tokens(self, prompt: str) -> int:
+        """Automatic prefix caching: leading blocks of tokens seen in an earlier prompt."""
+        capacity = self.profile.prefix_cache_blocks
+        if capacity <= 0:
+            return 0
+        tokens = split_tokens(prompt)
+        cache = self._prefix_cache
+        h = 0
+        cached = 0
+        hit = True
+        for start in range(0, len(tokens) - PREFIX_BLOCK + 1, PREFIX_BLOCK):
+            h = hash((h, *tokens[start : start + PREFIX_BLOCK]))
+            if hit and h in cache:
+                cached += PREFIX_BLOCK
+                cache.move_to_end(h)
+            else:
+                hit = False
+                cache[h] = None
+        while len(cache) > capacity:
+            cache.popitem(last=False)
+        return cached
 
     def reply(self, body: dict[str, Any], chat: bool) -> Reply:
-        item, prompt = self.lookup(body, chat)
+        item, prompt, turn = self.lookup(body, chat)
         prompt_tokens = count_sim_tokens(prompt)
+        cached = min(self.cached_prefix_tokens(prompt), prompt_tokens)
         graded = judge_reply(prompt, self.profile, self.seed) if item is None else None
         if graded is not None:
-            return Reply(split_tokens(graded), None, "stop", prompt_tokens)
+            return Reply(split_tokens(graded), None, "stop", prompt_tokens, cached)
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
         tools = body.get("tools") if chat else None
         calls = None
         if item is None:
-            text = filler_text(self.profile.filler_tokens, prompt[:200])
+            wanted = body.get("min_tokens") or (max_tokens if body.get("ignore_eos") else None)
+            text = filler_text(int(wanted) if wanted else self.profile.filler_tokens, prompt[:200])
+        elif item.is_agentic and tools:
+            calls, text = self._agent_step(item, turn, body.get("messages") or [], prompt_tokens)
         else:
-            right = answers_right(self.seed, self.profile, item.id or "", prompt_tokens)
-            calls, text = self._item_answer(item, right, bool(tools))
+            key_id = (item.id or "") if turn == 0 else f"{item.id}#turn{turn}"
+            right = answers_right(self.seed, self.profile, key_id, prompt_tokens)
+            calls, text = self._item_answer(item.turn_item(turn), right, bool(tools))
         pieces = split_tokens(text)
         finish = "tool_calls" if calls else "stop"
         if max_tokens is not None and len(pieces) > int(max_tokens):
             pieces = pieces[: int(max_tokens)]
             finish = "length"
-        return Reply(pieces, calls, finish, prompt_tokens)
+        return Reply(pieces, calls, finish, prompt_tokens, cached)
+
+    def _agent_step(self, item: Item, turn: int, messages: list[dict[str, Any]],
+                    prompt_tokens: int) -> tuple[list[dict[str, Any]] | None, str]:
+        """An agent that works through the expected calls one per step, sometimes with wrong
+        arguments, sometimes repeating a call that returned an error, sometimes never stopping."""
+        last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+        since = messages[last_user + 1 :]
+        step = sum(1 for m in since if m.get("role") == "assistant")
+        key = f"{self.seed}:{self.profile.name}:{item.id}:{turn}"
+        right = answers_right(self.seed, self.profile, f"{item.id}#agent{turn}", prompt_tokens)
+        expected = item.expected_tool_calls or []
+        if not right and expected and unit_draw(key, "loop") < self.profile.agent_loop_share:
+            return _tool_calls([expected[0]], True, key), ""  # stuck: the same lookup over and over
+        last = since[-1] if since else None
+        if last is not None and last.get("role") == "tool" and _is_error_result(str(last.get("content") or ""), item):
+            previous = [m for m in since if m.get("role") == "assistant" and m.get("tool_calls")]
+            if previous and unit_draw(key, "retry", step) < self.profile.agent_retry_p:
+                fn = previous[-1]["tool_calls"][-1].get("function") or {}
+                try:
+                    args = orjson.loads(fn.get("arguments") or "{}")
+                except orjson.JSONDecodeError:
+                    args = {}
+                return [{"name": fn.get("name") or "tool", "arguments": args}], ""
+        done = sum(len(m.get("tool_calls") or []) for m in since if m.get("role") == "assistant")
+        done -= sum(1 for m in since if m.get("role") == "tool" and _is_error_result(str(m.get("content") or ""), item))
+        if 0 <= done < len(expected) and step < len(expected) + 2:
+            victim = int(unit_draw(key, "victim") * len(expected))
+            return _tool_calls([expected[done]], right or done != victim, f"{key}:{done}"), ""
+        return self._item_answer(item, right, False)
 
     def _item_answer(self, item: Item, right: bool, has_tools: bool) -> tuple[list[dict[str, Any]] | None, str]:
         key = f"{self.seed}:{self.profile.name}:{item.id}"
@@ -105,6 +172,12 @@ class SimState:
         if isinstance(authored, list) and authored:
             return None, str(authored[int(unit_draw(key, "authored") * len(authored))])
         return None, wrong_answer(target, item.choices, key)
+
+
+def _is_error_result(content: str, item: Item) -> bool:
+    if item.default_tool_result is not None and content == item.default_tool_result:
+        return True
+    return '"error"' in content.lower()[:200] or content.lower().startswith("error")
 
 
 def _tool_calls(expected: list[dict[str, Any]], right: bool, key: str) -> list[dict[str, Any]]:
@@ -188,7 +261,7 @@ def build_app(profile: Profile, items: list[Item], seed: int = 0, faults: FaultS
             "prompt_tokens": reply.prompt_tokens,
             "completion_tokens": len(reply.pieces) + sum(len(split_tokens(orjson.dumps(c["arguments"]).decode())) for c in reply.tool_calls or []),
             "total_tokens": 0,
-            "prompt_tokens_details": {"cached_tokens": 0},
+            "prompt_tokens_details": {"cached_tokens": reply.cached_tokens},
         }
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         obj_kind = "chat.completion" if chat else "text_completion"
@@ -196,7 +269,7 @@ def build_app(profile: Profile, items: list[Item], seed: int = 0, faults: FaultS
         async with state.slots:
             state.active += 1
             try:
-                await asyncio.sleep(prefill_s(profile, reply.prompt_tokens))
+                await asyncio.sleep(prefill_s(profile, reply.prompt_tokens - reply.cached_tokens))
                 if not stream:
                     for _ in range(max(len(reply.pieces) - 1, 0)):
                         await asyncio.sleep(decode_step_s(profile, state.active))

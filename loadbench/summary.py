@@ -112,7 +112,10 @@ def build_summary(recorder: Recorder, meta: dict[str, Any], outcome: dict[str, A
             c["cost_usd"]["per_correct"] = q["per_correct_usd"]
             c["cost_usd"]["judge"] = q["judge_cost_usd"]
         if quality is not None:
-            c["goodput"] = quality.goodput(name, rec.intended.span_s() or _closed_span(rec))
+            span = rec.intended.span_s() or _closed_span(rec)
+            c["goodput"] = quality.goodput(name, span)
+            if quality.sessions is not None:
+                c["sessions"] = quality.sessions.candidate_summary(name, span)
         cand_meta = (meta.get("candidates") or {}).get(name) or {}
         c["tls_verify"] = not cand_meta.get("insecure", False)
         candidates[name] = c

@@ -66,7 +66,7 @@ def test_all_errors_are_reported_at_once_with_lines(tmp_path):
     [
         ("  duration_s: 10\n", "", "load", "give duration_s or requests"),
         ("  rate_qps: 5", "  rate_qps: 5\n  requests: 10", "load", "not both"),
-        ("  rate_qps: 5", "  rate_qps: 5\n  arrival: uniform", "load.arrival", "'constant', 'poisson' or 'gamma'"),
+        ("  rate_qps: 5", "  rate_qps: 5\n  arrival: uniform", "load.arrival", "'constant', 'poisson', 'gamma' or 'trace'"),
         ("  rate_qps: 5", "  rate_qps: 5\n  mode: closed", "load", "concurrency"),
         ("    sim: small-fast\n", "", "candidates[0]", "base_url"),
         ("    model: m\n", "    model: m\n    headers: {Authorization: x}\n", "candidates[1].headers", "api_key_env"),

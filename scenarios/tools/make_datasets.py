@@ -298,3 +298,92 @@ for item in replies:
 mix = intents[:40] + replies[:12] + extraction + tools_items + injection + instructions[:16] + long_ctx[:8]
 random.Random(3).shuffle(mix)
 write("demo_mix.jsonl", mix)
+
+# ------------------------------------------------- sessions: multi-turn and agentic tool loops
+
+srng = random.Random(20261130)
+names = ["Amara", "Bjorn", "Chidi", "Dolores", "Emeka", "Fumiko", "Goran", "Hana", "Ines", "Jarrah", "Kofi", "Lena"]
+products = ["standing desk", "espresso grinder", "trail backpack", "noise-cancelling headset", "cast-iron skillet",
+            "e-reader", "bike helmet", "air purifier", "mechanical keyboard", "rice cooker", "camping stove", "desk lamp"]
+issues = [("arrived with a cracked panel", "damaged"), ("never showed up", "late"), ("is the wrong colour", "wrong_item"),
+          ("stopped working after two days", "damaged")]
+sessions = []
+for i in range(12):
+    name, product = names[i], products[i]
+    order = f"C-{srng.randint(10000, 99999)}"
+    phrase, reason = issues[i % len(issues)]
+    city = cities[i % len(cities)]
+    sessions.append({
+        "id": f"chat-{i + 1}",
+        "input": [{"role": "system", "content": "You are a support agent for an online shop. Keep answers short."},
+                  {"role": "user", "content": f"Hi, I'm {name}. My {product} (order {order}) {phrase}."}],
+        "target": order, "assert": [{"type": "contains", "value": order}, {"type": "not-contains", "value": "As an AI"}],
+        "turns": [
+            {"user": "Which order number did I give you? Reply with the order number only.", "target": order,
+             "assert": [{"type": "contains", "value": order}]},
+            {"user": "Is this a damaged, late or wrong_item case? One word.", "target": reason,
+             "assert": [{"type": "icontains", "value": reason}]},
+            {"user": "And what was my first name? Just the name, then say goodbye in one sentence.", "target": name,
+             "assert": [{"type": "icontains", "value": name}]},
+        ],
+        "metadata": {"tags": ["multi-turn", "support"], "city": city},
+    })
+
+AGENT_TOOLS = [
+    fn("find_customer", "Find a customer by email.", {"email": {"type": "string"}}, ["email"]),
+    fn("list_orders", "List a customer's recent orders.", {"customer_id": {"type": "string"}}, ["customer_id"]),
+    fn("get_order_status", "Look up where an order is.", {"order_id": {"type": "string"}}, ["order_id"]),
+    fn("refund_order", "Refund an order.", {"order_id": {"type": "string"}, "reason": {"type": "string", "enum": ["damaged", "late", "wrong_item", "other"]}},
+       ["order_id", "reason"]),
+]
+carriers = ["Northwind Freight", "Bluebird Post", "Kestrel Express", "Harbor Lines"]
+for i in range(12):
+    name = names[i]
+    email = f"{name.lower()}@example.org"
+    cust = f"U-{srng.randint(1000, 9999)}"
+    order = f"D-{srng.randint(10000, 99999)}"
+    other = f"D-{srng.randint(10000, 99999)}"
+    product = products[(i + 5) % len(products)]
+    if i % 2 == 0:
+        carrier = carriers[i % len(carriers)]
+        eta = f"{srng.randint(2, 9)} December"
+        task = {
+            "input": f"I'm {email}. Where is my {product}? Use the tools to find out, then tell me the carrier and the delivery date.",
+            "target": eta,
+            "expected_tool_calls": [{"name": "find_customer", "arguments": {"email": [email]}},
+                                    {"name": "list_orders", "arguments": {"customer_id": [cust]}},
+                                    {"name": "get_order_status", "arguments": {"order_id": [order]}}],
+            "tool_results": [
+                {"name": "find_customer", "arguments": {"email": email}, "content": {"customer_id": cust, "name": name}},
+                {"name": "list_orders", "arguments": {"customer_id": cust},
+                 "content": {"orders": [{"order_id": order, "item": product}, {"order_id": other, "item": "gift card"}]}},
+                {"name": "get_order_status", "arguments": {"order_id": order},
+                 "content": {"order_id": order, "status": "in transit", "carrier": carrier, "expected_delivery": eta}},
+            ],
+            "tags": ["agentic", "lookup"],
+        }
+    else:
+        phrase, reason = issues[i % len(issues)]
+        task = {
+            "input": f"This is {email}. The {product} I ordered {phrase}. Please refund it and confirm the refund id.",
+            "target": f"RF-{order[2:]}",
+            "expected_tool_calls": [{"name": "find_customer", "arguments": {"email": [email]}},
+                                    {"name": "list_orders", "arguments": {"customer_id": [cust]}},
+                                    {"name": "refund_order", "arguments": {"order_id": [order], "reason": [reason]}}],
+            "tool_results": [
+                {"name": "find_customer", "arguments": {"email": email}, "content": {"customer_id": cust, "name": name}},
+                {"name": "list_orders", "arguments": {"customer_id": cust},
+                 "content": {"orders": [{"order_id": order, "item": product}, {"order_id": other, "item": "phone case"}]}},
+                {"name": "refund_order", "arguments": {"order_id": order, "reason": reason},
+                 "content": {"refund_id": f"RF-{order[2:]}", "status": "approved"}},
+            ],
+            "tags": ["agentic", "refund"],
+        }
+    sessions.append({
+        "id": f"agent-{i + 1}", "input": task["input"], "target": task["target"],
+        "request": {"tools": AGENT_TOOLS, "tool_choice": "auto"},
+        "expected_tool_calls": task["expected_tool_calls"], "tool_results": task["tool_results"],
+        "default_tool_result": '{"error": "not found: check the arguments"}', "max_steps": 6,
+        "metadata": {"tags": task["tags"]},
+    })
+write("sessions.jsonl", sessions)
