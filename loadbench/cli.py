@@ -10,7 +10,7 @@ import traceback
 from pathlib import Path
 
 from . import __version__
-from .errors import ConfigError
+from .errors import ConfigError, Problem
 
 EXIT_OK = 0
 EXIT_SLO_FAILED = 1
@@ -115,6 +115,14 @@ def _parser() -> argparse.ArgumentParser:
     rimp.add_argument("file", help="review.csv or review.jsonl with the human_label column filled (pass/fail)")
 
     sub.add_parser("profiles", help="list the simulator profiles")
+    gen = sub.add_parser("generate", help="write generated eval sets (long-context needle items)")
+    gen_sub = gen.add_subparsers(dest="kind", metavar="KIND", required=True)
+    gn = gen_sub.add_parser("needle", help="needle-in-a-haystack questions at chosen context lengths and depths")
+    gn.add_argument("--lengths", default="1k,4k,16k", help="context lengths in tokens, comma separated (default 1k,4k,16k)")
+    gn.add_argument("--depths", default="0,0.25,0.5,0.75,1", help="needle depths from 0 (start) to 1 (end)")
+    gn.add_argument("--per-cell", type=int, default=4, help="items per (length, depth) cell (default 4)")
+    gn.add_argument("--seed", type=int, default=0)
+    gn.add_argument("-o", "--out", required=True, help="the JSONL file to write")
     return p
 
 
@@ -350,7 +358,44 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"load": _cmd_load, "sweep": _cmd_sweep, "run": _cmd_run, "report": _cmd_report, "sim": _cmd_sim, "profiles": _cmd_profiles,
+def _cmd_generate(args: argparse.Namespace) -> int:
+    import orjson
+
+    from .needle import needle_items, parse_length
+
+    problems = []
+    lengths: list[int] = []
+    depths: list[float] = []
+    for part in args.lengths.split(","):
+        try:
+            lengths.append(parse_length(part))
+        except ValueError as exc:
+            problems.append(Problem("--lengths", None, "", str(exc)))
+    for part in args.depths.split(","):
+        try:
+            depth = float(part)
+            if not 0.0 <= depth <= 1.0:
+                raise ValueError
+            depths.append(depth)
+        except ValueError:
+            problems.append(Problem("--depths", None, "", f"not a depth between 0 and 1: {part!r}"))
+    if not 1 <= args.per_cell <= 1000:
+        problems.append(Problem("--per-cell", None, "", "must be between 1 and 1000"))
+    if problems:
+        raise ConfigError(problems)
+    items = needle_items(lengths, depths, args.per_cell, args.seed)
+    out = Path(args.out)
+    try:
+        with open(out, "wb") as f:
+            for item in items:
+                f.write(orjson.dumps(item, option=orjson.OPT_APPEND_NEWLINE))
+    except OSError as exc:
+        raise ConfigError.single(str(out), f"cannot write: {exc.strerror}") from None
+    print(f"wrote {len(items)} needle items ({len(lengths)} lengths x {len(depths)} depths x {args.per_cell}) to {out}")
+    return EXIT_OK
+
+
+COMMANDS = {"generate": _cmd_generate, "load": _cmd_load, "sweep": _cmd_sweep, "run": _cmd_run, "report": _cmd_report, "sim": _cmd_sim, "profiles": _cmd_profiles,
             "rescore": _cmd_rescore, "review": _cmd_review}
 
 

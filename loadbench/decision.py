@@ -30,6 +30,8 @@ def objective_value(objective: str, c: dict[str, Any]) -> float | None:
 
 def _point(c: dict[str, Any]) -> tuple[float, float, float] | None:
     acc = (c.get("accuracy") or {}).get("value")
+    if acc is None and not c.get("accuracy"):
+        acc = 0.0  # nothing was scored: compare on latency and cost alone
     p95 = (c.get("latency_s") or {}).get("p95")
     cost = (c.get("cost_usd") or {}).get("per_request")
     if acc is None or p95 is None or cost is None:
@@ -68,6 +70,8 @@ def decide(summary: dict[str, Any], objective: str = "cost_per_correct") -> dict
         raise ValueError(f"unknown objective {objective!r}; known: {', '.join(OBJECTIVES)}")
     cands: dict[str, dict[str, Any]] = summary.get("candidates") or {}
     validity = summary.get("validity") or {"valid": True, "candidates": {}}
+    if objective in ("cost_per_correct", "accuracy") and not any(c.get("accuracy") for c in cands.values()):
+        objective = "cost_per_task"  # nothing was scored, so there is no correct task to price
     label, higher_better = OBJECTIVES[objective]
     eligible = []
     failing = {}
@@ -123,7 +127,7 @@ def decide(summary: dict[str, Any], objective: str = "cost_per_correct") -> dict
     for r in (w.get("slo") or {}).get("clauses", []):
         if r.get("sufficient") is False:
             caveats.append(f"'{r['clause']}' rests on {r['n']} samples, too few for a reliable {r['stat']}")
-    if winner not in frontier:
+    if frontier and winner not in frontier:
         caveats.append(f"{winner} is not on the accuracy/latency/cost Pareto frontier ({', '.join(frontier)})")
     text = f"Recommend {winner}: " + reasons[0] + "."
     return {"objective": objective, "recommended": winner, "ranking": ranked, "eligible": eligible, "failing": failing,

@@ -207,7 +207,12 @@ def comparison_table(summary: dict[str, Any]) -> str:
     mode = summary.get("mode", "open-loop")
     load = summary.get("load", {})
     head = f"run {summary.get('run_id')}  ({mode}"
-    if mode == "open-loop":
+    trace = summary.get("trace")
+    if trace:
+        lags = [c["schedule_lag_s"].get("p99") for c in summary["candidates"].values() if c["schedule_lag_s"].get("p99") is not None]
+        head += (f", trace replay of {trace['rows']} rows over {trace['span_s']:.1f}s at {trace['time_scale']:g}x speed"
+                 + (f", schedule lag p99 {fmt_s(max(lags))}" if lags else ""))
+    elif mode == "open-loop":
         head += f", {load.get('arrival')} {load.get('rate_qps')} qps"
     else:
         head += f", {load.get('concurrency')} users"

@@ -40,6 +40,14 @@ def _spectrum_ticks() -> list[tuple[float, str]]:
     return [(-math.log10(1 - p / 100), label) for p, label in ((0, "0%"), (90, "90%"), (99, "99%"), (99.9, "99.9%"), (99.99, "99.99%"))]
 
 
+def _arrival_text(summary: dict[str, Any]) -> str:
+    load = summary.get("load") or {}
+    trace = summary.get("trace")
+    if trace:
+        return f"trace replay of {trace['rows']} rows over {trace['span_s']:.1f} s at {trace['time_scale']:g}x speed"
+    return f"{load.get('arrival')} {load.get('rate_qps')} req/s"
+
+
 def run_markdown(summary: dict[str, Any]) -> str:
     cands = list(summary["candidates"])
     rows = [[label, *cells] for label, cells in comparison_rows(summary)]
@@ -58,7 +66,7 @@ def run_markdown(summary: dict[str, Any]) -> str:
     if details or verdicts:
         parts += ["```", *(x for x in (details, verdicts) if x), "```", ""]
     load = summary.get("load") or {}
-    parts.append(f"_{summary.get('mode')}, {load.get('arrival')} {load.get('rate_qps')} req/s, warm-up {load.get('warmup_s')} s excluded; "
+    parts.append(f"_{summary.get('mode')}, {_arrival_text(summary)}, warm-up {load.get('warmup_s')} s excluded; "
                  "latency is measured from the intended send time._")
     return "\n".join(parts) + "\n"
 
@@ -94,7 +102,7 @@ def run_html(summary: dict[str, Any]) -> str:
         f"<title>loadbench run {escape(str(summary.get('run_id')))}</title><style>{CSS}</style></head><body>",
         f"<h1>loadbench run {escape(str(summary.get('run_id')))}</h1>",
         f"<p class='meta'>scenario {escape(str(summary.get('scenario')))} · {escape(str(summary.get('mode')))} · "
-        f"{escape(str((summary.get('load') or {}).get('arrival')))} {escape(str((summary.get('load') or {}).get('rate_qps')))} req/s · "
+        f"{escape(_arrival_text(summary))} · "
         f"started {escape(str(summary.get('started_at')))} · loadbench {escape(str((summary.get('provenance') or {}).get('loadbench')))}</p>",
     ]
     insecure = [n for n, c in cands.items() if c.get("tls_verify") is False]

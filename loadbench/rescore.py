@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from .dataset import Item, load_dataset
+from .dataset import Item
 from .engine import build_judge_settings
 from .errors import ConfigError, Problem
 from .files import read_json, write_json_atomic
@@ -23,10 +23,10 @@ from .reports import write_run_reports
 from .results_log import iter_results
 from .scenario import load_scenario
 from .scores import UNSCORED
-from .scoring import compile_item_specs
-from .scoring_worker import score_record
+from .scoring_worker import score_record, specs_for
 from .sim_model import PROFILES
 from .sim_process import SimProcess, start_sim, stop_sim
+from .workload import load_workload
 
 RESCORE_CONCURRENCY = 64
 
@@ -49,9 +49,9 @@ async def rescore_run(run_dir: Path, scenario_path: str | None = None, overrides
     if not scenario_file:
         raise ConfigError.single(str(run_dir), "the run does not name its scenario; pass --scenario FILE")
     scenario, scenario_dir = load_scenario(scenario_file, list(overrides))
-    dataset_path = scenario_dir / scenario.dataset if not os.path.isabs(scenario.dataset) else Path(scenario.dataset)
-    items = load_dataset(dataset_path)
-    specs, problems = compile_item_specs(items, scenario.scoring.default_assert, str(dataset_path), [i.line for i in items])
+    workload = load_workload(scenario, str(scenario_file), scenario_dir)
+    dataset_path, items, specs = workload.dataset_path, workload.items, workload.specs
+    problems: list[Problem] = []
     judge_cfg = scenario.scoring.judge
     secret = None
     if judge_cfg is not None and judge_cfg.api_key_env:
@@ -99,7 +99,7 @@ async def rescore_run(run_dir: Path, scenario_path: str | None = None, overrides
             else:
                 r.item_index = index
                 async with gate:
-                    await score_record(r, items[index], specs[index], judge)
+                    await score_record(r, items[index].turn_item(r.turn), specs_for(r, specs, workload.turn_specs), judge)
             if (r.verdict, orjson.dumps(r.scores)) != before:
                 changed += 1
 

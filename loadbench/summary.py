@@ -126,6 +126,7 @@ def build_summary(recorder: Recorder, meta: dict[str, Any], outcome: dict[str, A
         "started_at": meta.get("started_at"),
         "mode": "closed-loop" if mode == "closed" else "open-loop",
         "load": meta.get("load", {}),
+        "trace": meta.get("trace"),
         "window": {"warmup_s": meta.get("load", {}).get("warmup_s", 0.0)},
         "outcome": outcome,
         "client": {"event_loop_lag_s": summarize(recorder.loop_lag)},

@@ -62,3 +62,44 @@ def test_missing_expectations_are_unscored_and_forms_normalize():
     assert normalize_expected([{"f": {"a": 1}}]) == [("f", {"a": [1]})]
     with pytest.raises(ValueError):
         normalize_expected([{"f": {}, "g": {}}])
+
+
+# ------------------------------------------------------------------------ trajectories
+
+def traj(calls, *, stopped=True, retries=0):
+    return {"calls": [{"step": i, "name": n, "arguments": a, "result": "canned", "error": False, "retry": False}
+                      for i, (n, a) in enumerate(calls)], "steps": len(calls) + 1, "stopped": stopped, "retries": retries}
+
+
+AGENT = dict(input="refund order 7", tool_results=[], expected_tool_calls=[
+    {"name": "find", "arguments": {"id": [7]}}, {"name": "refund", "arguments": {"id": [7], "reason": ["damaged"]}}])
+
+
+def run_traj(spec, trajectory):
+    v = view("done")
+    v.trajectory = trajectory
+    return run(spec, item(**AGENT), v)
+
+
+@pytest.mark.parametrize("calls,spec,status,cls", [
+    ([("find", {"id": 7}), ("refund", {"id": 7, "reason": "damaged"})], "trajectory", "pass", None),
+    ([("find", {"id": 7}), ("lookup", {}), ("refund", {"id": 7, "reason": "Damaged"})], "trajectory", "pass", None),
+    ([("refund", {"id": 7, "reason": "damaged"}), ("find", {"id": 7})], "trajectory", "fail", "trajectory.order"),
+    ([("refund", {"id": 7, "reason": "damaged"}), ("find", {"id": 7})], {"type": "trajectory", "order": "any"}, "pass", None),
+    ([("find", {"id": 7}), ("refund", {"id": 8, "reason": "damaged"})], "trajectory", "fail", "tool.value_error"),
+    ([("find", {"id": 7})], "trajectory", "fail", "trajectory.missing_call"),
+    ([("find", {"id": 7}), ("find", {"id": 7}), ("refund", {"id": 7, "reason": "damaged"})],
+     {"type": "trajectory", "allow_extra_calls": False}, "fail", "trajectory.extra_calls"),
+])
+def test_trajectory_table(calls, spec, status, cls):
+    score = run_traj(spec, traj(calls))
+    assert (score.status, score.error_class) == (status, cls), score
+
+
+def test_trajectory_that_never_stopped_fails_and_retries_can_be_capped():
+    ok_calls = [("find", {"id": 7}), ("refund", {"id": 7, "reason": "damaged"})]
+    assert run_traj("trajectory", traj(ok_calls, stopped=False)).error_class == "trajectory.max_steps"
+    capped = run_traj({"type": "trajectory", "max_retries": 1}, traj(ok_calls, retries=2))
+    assert capped.error_class == "trajectory.too_many_retries"
+    assert run_traj("trajectory", traj(ok_calls, retries=2)).status == "pass"
+    assert run("trajectory", item(input="x"), view("x")).status == "unscored"

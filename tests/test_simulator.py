@@ -82,3 +82,57 @@ async def test_requests_beyond_the_batch_slots_wait_in_a_queue(serve_app):
     # pairs are served in waves of ~50 ms
     assert ttfts[0] == pytest.approx(0.05, abs=0.04)
     assert ttfts[-1] >= 0.14
+
+
+# ------------------------------------------------------------- sessions, agents, prefix caching
+
+async def post_chat(base, body):
+    async with aiohttp.ClientSession() as s, s.post(base + "/v1/chat/completions", json=body) as resp:
+        return await resp.json()
+
+
+def test_prefix_cache_counts_leading_blocks_seen_before():
+    from loadbench.sim_model import PREFIX_BLOCK
+    from loadbench.simulator import SimState
+
+    state = SimState(PROFILES["small-fast"], [], seed=0)
+    shared = " ".join(f"w{i}" for i in range(100))
+    assert state.cached_prefix_tokens(shared + " first") == 0
+    assert state.cached_prefix_tokens(shared + " second") == 3 * PREFIX_BLOCK  # 100 tokens: three whole blocks
+    assert state.cached_prefix_tokens("other " + shared) == 0
+    off = SimState(PROFILES["instant"], [], seed=0)
+    assert off.cached_prefix_tokens(shared) == off.cached_prefix_tokens(shared) == 0
+
+
+async def test_later_turns_are_answered_from_their_own_targets(serve_app):
+    multi = Item.model_validate({"id": "m", "input": "My code is K-17.", "target": "noted",
+                                 "turns": [{"user": "What was my code?", "target": "K-17"}]})
+    base = await serve_app(build_app(PERFECT, [multi]))
+    body = {"model": "sim", "messages": [{"role": "user", "content": "My code is K-17."}, {"role": "assistant", "content": "noted"},
+                                         {"role": "user", "content": "What was my code?"}]}
+    out = await post_chat(base, body)
+    assert out["choices"][0]["message"]["content"] == "K-17"
+    assert out["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
+
+
+async def test_the_simulated_agent_walks_the_expected_calls_then_answers(serve_app):
+    agent = Item.model_validate({
+        "id": "a", "input": "refund my order", "target": "RF-1",
+        "request": {"tools": [{"type": "function", "function": {"name": "find"}}, {"type": "function", "function": {"name": "refund"}}]},
+        "expected_tool_calls": [{"name": "find", "arguments": {"q": ["me"]}}, {"name": "refund", "arguments": {"id": [1]}}],
+        "tool_results": [{"name": "find", "content": "id 1"}, {"name": "refund", "content": "RF-1"}],
+    })
+    base = await serve_app(build_app(PERFECT, [agent]))
+    messages = [{"role": "user", "content": "refund my order"}]
+    names = []
+    for _ in range(4):
+        out = await post_chat(base, {"model": "sim", "messages": messages, "tools": agent.request.tools})
+        msg = out["choices"][0]["message"]
+        if not msg.get("tool_calls"):
+            assert msg["content"] == "RF-1"
+            break
+        call = msg["tool_calls"][0]
+        names.append((call["function"]["name"], json.loads(call["function"]["arguments"])))
+        messages += [{"role": "assistant", "content": None, "tool_calls": msg["tool_calls"]},
+                     {"role": "tool", "tool_call_id": call["id"], "content": "ok"}]
+    assert names == [("find", {"q": "me"}), ("refund", {"id": 1})]

@@ -387,3 +387,24 @@ for i in range(12):
         "metadata": {"tags": task["tags"]},
     })
 write("sessions.jsonl", sessions)
+
+# ------------------------------------------------- a production-shaped trace (Mooncake-style columns)
+
+trng = random.Random(20261201)
+rows = []
+t_ms = 0.0
+while t_ms < 60_000:
+    # Two bursts a minute over a base rate: the shape traces show and constant-rate tests miss.
+    phase = (t_ms % 30_000) / 30_000
+    rate_per_s = 4.0 + (14.0 if phase < 0.15 else 0.0)
+    t_ms += trng.expovariate(rate_per_s) * 1000
+    if t_ms >= 60_000:
+        break
+    long_prompt = trng.random() < 0.1
+    rows.append({"timestamp": round(t_ms, 1),
+                 "input_length": int(trng.lognormvariate(7.6 if long_prompt else 5.8, 0.5)),
+                 "output_length": max(4, int(trng.lognormvariate(4.2, 0.6)))})
+with open(DATA.parent / "traces" / "trace_sample.jsonl", "w") as f:
+    for row in rows:
+        f.write(json.dumps(row) + "\n")
+print(f"trace_sample.jsonl: {len(rows)} rows")
