@@ -25,7 +25,7 @@ def test_the_needle_sits_at_the_asked_depth_and_the_target_is_in_it():
         doc = it["input"][1]["content"].split("\n\nQuestion:")[0]
         at = doc.index(it["target"])
         positions.append(at / len(doc))
-        assert f"ctx:4k" in it["metadata"]["tags"]
+        assert "ctx:4k" in it["metadata"]["tags"]
     assert positions[0] < 0.05 and 0.4 < positions[1] < 0.6 and positions[2] > 0.95
     assert needle_items([4000], [0.5], 2, seed=5) == needle_items([4000], [0.5], 2, seed=5)
 
