@@ -264,3 +264,25 @@ load: {{arrival: constant, rate_qps: 20, requests: 2, seed: 1, think_time_s: 0.0
     sessions = result.summary["candidates"]["real"]["sessions"]
     assert sessions["sessions"]["passed"] == 1 and sessions["tasks"]["passed"] == 1
     assert sessions["by_turn"]["2"]["requests"] == 1
+
+
+def test_the_bundled_sessions_scenario_reports_turns_and_tasks(tmp_path, capsys):
+    from pathlib import Path
+
+    from loadbench.cli import main
+
+    scenario = Path(__file__).resolve().parent.parent / "scenarios" / "sessions.yaml"
+    code = main(["run", str(scenario), "--no-metrics", "--fail-on", "none", "--out", str(tmp_path),
+                 "--set", "load.duration_s=6", "--set", "load.warmup_s=0", "--set", "load.rate_qps=4"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "multi-turn sessions" in out and "agentic tasks" in out and "turn 2" in out and "step 2" in out
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for c in summary["candidates"].values():
+        s = c["sessions"]
+        assert s["sessions"]["sessions"] > 0 and s["tasks"]["sessions"] > 0
+        assert s["by_turn"]["1"]["requests"] >= s["by_turn"]["2"]["requests"] > 0
+        assert s["tasks"]["steps_mean"] >= 2
+    html = (run_dir / "report.html").read_text()
+    assert "Agentic tasks" in html and "By turn" in html
