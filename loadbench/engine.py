@@ -20,24 +20,24 @@ import orjson
 from prometheus_client import CollectorRegistry
 
 from . import __version__
-from .client import ClientSettings, OpenAIClient, build_payload, endpoint_url
+from .client import endpoint_url
 from .clock import Clock, MonotonicClock
-from .conversation import ConversationDriver, ThinkTime, prompt_chars
 from .dataset import Item
 from .errors import ConfigError, Problem
 from .files import write_json_atomic
 from .hdr import HlogWriter
 from .judge import JudgeSettings
+from .lanes import build_lanes, candidate_headers
 from .metrics import LoadbenchCollector, MetricsServer, RunState, push
 from .pacer import ItemOrder, arrival_offsets_ns
 from .progress import ProgressView, progress_lines
 from .quality import QualityAggregator
 from .recorder import Recorder
-from .records import ERROR, RequestResult, reset_for_retry
+from .records import RequestResult
 from .reports import write_run_reports
 from .results_log import ResultsLog
 from .runner import Lane, Plan, Runner, RunOutcome
-from .scenario import AbortRule, Candidate, JudgeConfig, Retry, Scenario
+from .scenario import AbortRule, Candidate, JudgeConfig, Scenario
 from .scoring import CompiledSpec
 from .scoring_worker import ScoringWorker
 from .sessions import session_aggregator
@@ -47,7 +47,7 @@ from .slo import parse_clauses, request_check
 from .summary import add_verdicts, build_summary
 from .trace import SequentialOrder, TraceReplay
 from .validity import ValidityLimits
-from .workload import first_messages, first_prompt, load_workload, shared_prefix
+from .workload import load_workload
 
 NS_PER_S = 1_000_000_000
 PREFLIGHT_TIMEOUT_S = 10.0
@@ -161,12 +161,6 @@ def build_judge_settings(judge_cfg: JudgeConfig, base_url: str, secret: str | No
     )
 
 
-def candidate_params(cand: Candidate, item: Item) -> dict[str, Any]:
-    params = dict(cand.request)
-    params.update(item.request.model_dump(exclude_none=True))
-    return params
-
-
 def _public_candidate(cand: Candidate, base_url: str) -> dict[str, Any]:
     data = cand.model_dump(exclude={"headers"})
     data["base_url"] = base_url
@@ -259,57 +253,15 @@ async def execute(
             judge_base = next(sim_iter).base_url if judge_cfg.sim is not None else (judge_cfg.base_url or "")
             judge_settings = build_judge_settings(judge_cfg, judge_base, resolved.judge_secret)
 
-        lanes: list[Lane] = []
         plan = build_plan(scenario, resolved.items, resolved.trace)
-        prefix = shared_prefix(scenario.load.shared_prefix_tokens)
-        think = scenario.load.think_time_s
-        think_time = ThinkTime(**think.model_dump()) if not isinstance(think, (int, float)) else ThinkTime("fixed", float(think))
-        has_sessions = any(item.is_session for item in resolved.items)
+        lanes, built_sessions = build_lanes(resolved, base_urls, clock)
+        sessions.extend(built_sessions)
         preflight: list[Any] = []
         for index, cand in enumerate(scenario.candidates):
-            secret = resolved.secrets.get(cand.name)
-            headers = {"Content-Type": "application/json", **cand.headers}
-            if secret:
-                headers["Authorization"] = f"Bearer {secret}"
-            connector = aiohttp.TCPConnector(
-                limit=cand.max_in_flight, limit_per_host=cand.max_in_flight,
-                ssl=not cand.insecure, ttl_dns_cache=300, enable_cleanup_closed=True,
-            )
-            session = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=False)
-            sessions.append(session)
-            pricing = cand.pricing
-            if cand.sim is not None and pricing.input_per_mtok == 0 and pricing.output_per_mtok == 0:
-                prof = PROFILES[cand.sim]
-                pricing = pricing.model_copy(update={
-                    "input_per_mtok": prof.input_per_mtok, "output_per_mtok": prof.output_per_mtok,
-                    "cached_input_per_mtok": prof.cached_input_per_mtok,
-                })
-            settings = ClientSettings(
-                url=endpoint_url(base_urls[cand.name], cand.api), api=cand.api, stream=cand.stream,
-                timeout_s=cand.timeout_s, headers=headers, input_per_mtok=pricing.input_per_mtok,
-                output_per_mtok=pricing.output_per_mtok, cached_input_per_mtok=pricing.cached_input_per_mtok,
-                secret=secret, max_response_bytes=cand.max_response_bytes,
-            )
-            client = OpenAIClient(session, settings, clock)
-            model = cand.model or (f"sim-{cand.sim}" if cand.sim else None)
-            params = [candidate_params(cand, item) for item in resolved.items]
-            payloads = [
-                build_payload(api=cand.api, model=model, stream=cand.stream, messages=first_messages(item, prefix),
-                              prompt=first_prompt(item, prefix), params=dict(params[i]))
-                for i, item in enumerate(resolved.items)
-            ]
-            chars = [len(first_prompt(item, prefix)) for item in resolved.items]
-            driver = None
-            if has_sessions:
-                driver = ConversationDriver(resolved.items, [first_messages(item, prefix) for item in resolved.items],
-                                            think_time, scenario.load.seed)
-                follow_payload = _session_payloads(driver, cand, model, params)
-            else:
-                follow_payload = None
-            lanes.append(Lane(cand.name, _make_send(client, payloads, chars, cand.retry, follow_payload),
-                              cand.max_in_flight, follow_up=driver.follow_up if driver is not None else None))
             if cand.sim is None:
-                preflight.append(_preflight(session, cand, base_urls[cand.name], headers, resolved.scenario_path, index, secret))
+                secret = resolved.secrets.get(cand.name)
+                preflight.append(_preflight(built_sessions[index], cand, base_urls[cand.name], candidate_headers(cand, secret),
+                                            resolved.scenario_path, index, secret))
         problems = [p for p in await asyncio.gather(*preflight) if p is not None]
         if problems:
             raise ConfigError(problems)
@@ -504,50 +456,6 @@ async def execute(
     finally:
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
         await asyncio.gather(*(stop_sim(s) for s in sims), return_exceptions=True)
-
-
-def _session_payloads(driver: ConversationDriver, cand: Candidate, model: str | None, params: list[dict[str, Any]]):
-    """Payloads of a session's later requests: the conversation so far, the item's parameters."""
-
-    def payload(r: RequestResult) -> tuple[bytes, int]:
-        messages = driver.messages(r.seq)
-        body = build_payload(api="chat", model=model, stream=cand.stream, messages=messages, prompt="",
-                             params=dict(params[r.item_index]))
-        return body, prompt_chars(messages)
-
-    return payload
-
-
-def _make_send(client: OpenAIClient, payloads: list[bytes], prompt_chars: list[int], retry: Retry,
-               follow_payload: Any = None):
-    send = client.send
-    if retry.max_attempts <= 1 and follow_payload is None:
-        async def lane_send(item_index: int, r: RequestResult, t0_ns: int) -> None:
-            await send(payloads[item_index], prompt_chars[item_index], r, t0_ns)
-
-        return lane_send
-    retry_on = frozenset(retry.on_errors)
-
-    async def lane_send_with_retries(item_index: int, r: RequestResult, t0_ns: int) -> None:
-        if r.step and follow_payload is not None:
-            payload, chars = follow_payload(r)
-        else:
-            payload, chars = payloads[item_index], prompt_chars[item_index]
-        await send(payload, chars, r, t0_ns)
-        first_sent = r.sent_ns
-        attempt = 1
-        while r.status == ERROR and r.error_class in retry_on and attempt < retry.max_attempts:
-            delay = retry.backoff_s * 2 ** (attempt - 1)
-            if retry.respect_retry_after and r.retry_after_s:
-                delay = max(delay, r.retry_after_s)
-            await asyncio.sleep(min(delay, retry.max_backoff_s))
-            reset_for_retry(r)
-            await send(payload, chars, r, t0_ns)
-            attempt += 1
-        r.retries = attempt - 1
-        r.sent_ns = first_sent  # schedule lag is the first attempt's; latency stays from the intended time
-
-    return lane_send_with_retries
 
 
 def _abort_reason(rules: list[AbortRule], recorder: Recorder, history: list[tuple[float, dict[str, tuple[int, int, int]]]],

@@ -1,0 +1,134 @@
+"""Per-candidate lanes: HTTP sessions, pre-built payloads, send functions with retries, sessions."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from .client import ClientSettings, OpenAIClient, build_payload, endpoint_url
+from .clock import Clock
+from .conversation import ConversationDriver, ThinkTime, prompt_chars
+from .dataset import Item
+from .records import ERROR, RequestResult, reset_for_retry
+from .runner import Lane
+from .scenario import Candidate, Retry, Scenario
+from .sim_model import PROFILES
+from .workload import first_messages, first_prompt, shared_prefix
+
+if TYPE_CHECKING:
+    from .engine import Resolved
+
+
+def candidate_headers(cand: Candidate, secret: str | None) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", **cand.headers}
+    if secret:
+        headers["Authorization"] = f"Bearer {secret}"
+    return headers
+
+
+def think_time(scenario: Scenario) -> ThinkTime:
+    think = scenario.load.think_time_s
+    return ThinkTime("fixed", float(think)) if isinstance(think, (int, float)) else ThinkTime(**think.model_dump())
+
+
+def build_lanes(resolved: Resolved, base_urls: dict[str, str], clock: Clock) -> tuple[list[Lane], list[aiohttp.ClientSession]]:
+    """One lane per candidate, each with its own connection pool; the caller closes the sessions."""
+    scenario = resolved.scenario
+    prefix = shared_prefix(scenario.load.shared_prefix_tokens)
+    has_sessions = any(item.is_session for item in resolved.items)
+    lanes: list[Lane] = []
+    sessions: list[aiohttp.ClientSession] = []
+    for cand in scenario.candidates:
+        secret = resolved.secrets.get(cand.name)
+        connector = aiohttp.TCPConnector(
+            limit=cand.max_in_flight, limit_per_host=cand.max_in_flight,
+            ssl=not cand.insecure, ttl_dns_cache=300, enable_cleanup_closed=True,
+        )
+        session = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=False)
+        sessions.append(session)
+        pricing = cand.pricing
+        if cand.sim is not None and pricing.input_per_mtok == 0 and pricing.output_per_mtok == 0:
+            prof = PROFILES[cand.sim]
+            pricing = pricing.model_copy(update={
+                "input_per_mtok": prof.input_per_mtok, "output_per_mtok": prof.output_per_mtok,
+                "cached_input_per_mtok": prof.cached_input_per_mtok,
+            })
+        settings = ClientSettings(
+            url=endpoint_url(base_urls[cand.name], cand.api), api=cand.api, stream=cand.stream,
+            timeout_s=cand.timeout_s, headers=candidate_headers(cand, secret), input_per_mtok=pricing.input_per_mtok,
+            output_per_mtok=pricing.output_per_mtok, cached_input_per_mtok=pricing.cached_input_per_mtok,
+            secret=secret, max_response_bytes=cand.max_response_bytes,
+        )
+        client = OpenAIClient(session, settings, clock)
+        model = cand.model or (f"sim-{cand.sim}" if cand.sim else None)
+        params = [candidate_params(cand, item) for item in resolved.items]
+        payloads = [
+            build_payload(api=cand.api, model=model, stream=cand.stream, messages=first_messages(item, prefix),
+                          prompt=first_prompt(item, prefix), params=dict(params[i]))
+            for i, item in enumerate(resolved.items)
+        ]
+        chars = [len(first_prompt(item, prefix)) for item in resolved.items]
+        driver = None
+        follow_payload = None
+        if has_sessions:
+            driver = ConversationDriver(resolved.items, [first_messages(item, prefix) for item in resolved.items],
+                                        think_time(scenario), scenario.load.seed)
+            follow_payload = _session_payloads(driver, cand, model, params)
+        lanes.append(Lane(cand.name, _make_send(client, payloads, chars, cand.retry, follow_payload),
+                          cand.max_in_flight, follow_up=driver.follow_up if driver is not None else None))
+    return lanes, sessions
+
+
+def candidate_params(cand: Candidate, item: Item) -> dict[str, Any]:
+    params = dict(cand.request)
+    params.update(item.request.model_dump(exclude_none=True))
+    return params
+
+
+
+def _session_payloads(driver: ConversationDriver, cand: Candidate, model: str | None, params: list[dict[str, Any]]):
+    """Payloads of a session's later requests: the conversation so far, the item's parameters."""
+
+    def payload(r: RequestResult) -> tuple[bytes, int]:
+        messages = driver.messages(r.seq)
+        body = build_payload(api="chat", model=model, stream=cand.stream, messages=messages, prompt="",
+                             params=dict(params[r.item_index]))
+        return body, prompt_chars(messages)
+
+    return payload
+
+
+def _make_send(client: OpenAIClient, payloads: list[bytes], prompt_chars: list[int], retry: Retry,
+               follow_payload: Any = None):
+    send = client.send
+    if retry.max_attempts <= 1 and follow_payload is None:
+        async def lane_send(item_index: int, r: RequestResult, t0_ns: int) -> None:
+            await send(payloads[item_index], prompt_chars[item_index], r, t0_ns)
+
+        return lane_send
+    retry_on = frozenset(retry.on_errors)
+
+    async def lane_send_with_retries(item_index: int, r: RequestResult, t0_ns: int) -> None:
+        if r.step and follow_payload is not None:
+            payload, chars = follow_payload(r)
+        else:
+            payload, chars = payloads[item_index], prompt_chars[item_index]
+        await send(payload, chars, r, t0_ns)
+        first_sent = r.sent_ns
+        attempt = 1
+        while r.status == ERROR and r.error_class in retry_on and attempt < retry.max_attempts:
+            delay = retry.backoff_s * 2 ** (attempt - 1)
+            if retry.respect_retry_after and r.retry_after_s:
+                delay = max(delay, r.retry_after_s)
+            await asyncio.sleep(min(delay, retry.max_backoff_s))
+            reset_for_retry(r)
+            await send(payload, chars, r, t0_ns)
+            attempt += 1
+        r.retries = attempt - 1
+        r.sent_ns = first_sent  # schedule lag is the first attempt's; latency stays from the intended time
+
+    return lane_send_with_retries
+
+
