@@ -8,6 +8,7 @@ import contextlib
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .errors import ConfigError, Problem
@@ -32,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("scenario", help="scenario YAML file")
     run.add_argument("--out", help="directory for run directories (default: the scenario's output.dir)")
     run.add_argument("--rate", type=float, help="override load.rate_qps")
+    run.add_argument("--workers", default="auto", metavar="N|auto",
+                     help="sending processes (default auto: enough for the offered rate by this machine's calibrated "
+                          "per-worker ceiling, at most one per core)")
     run.add_argument("--duration", type=float, help="override load.duration_s (clears load.requests)")
     run.add_argument("--requests", type=int, help="override load.requests (clears load.duration_s)")
     run.add_argument("--candidate", action="append", default=[], metavar="NAME", help="run only this candidate (repeatable)")
@@ -115,6 +119,8 @@ def _parser() -> argparse.ArgumentParser:
     rimp.add_argument("file", help="review.csv or review.jsonl with the human_label column filled (pass/fail)")
 
     sub.add_parser("profiles", help="list the simulator profiles")
+    wk = sub.add_parser("worker", help=argparse.SUPPRESS)  # a worker process of --workers (internal)
+    wk.add_argument("--fd", type=int, required=True)
     gen = sub.add_parser("generate", help="write generated eval sets (long-context needle items)")
     gen_sub = gen.add_subparsers(dest="kind", metavar="KIND", required=True)
     gn = gen_sub.add_parser("needle", help="needle-in-a-haystack questions at chosen context lengths and depths")
@@ -161,7 +167,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         host=args.metrics_host, pushgateway=args.pushgateway, linger_s=args.metrics_linger,
         port_is_default=args.metrics_port is None,
     )
-    result = asyncio.run(execute(resolved, out_root=out_root, quiet=args.quiet, metrics=metrics))
+    workers = _workers(args.workers, resolved)
+    result = asyncio.run(execute(resolved, out_root=out_root, quiet=args.quiet, metrics=metrics, workers=workers))
     if args.json:
         print(dumps(result.summary))
     else:
@@ -171,6 +178,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if result.outcome.stop_reason.startswith("stopped by"):
         return EXIT_INTERRUPTED
     return exit_code(result.summary, args.fail_on)
+
+
+def _workers(requested: str, resolved: Any) -> int:
+    """--workers N|auto, checked; warns when the rate exceeds what the workers can send."""
+    from .calibration import capacity_warning, choose_workers, load_calibration, worker_capacity_rps
+    from .workers import cpu_count
+
+    if requested != "auto" and not (requested.isdigit() and 1 <= int(requested) <= 256):
+        raise ConfigError.single("--workers", f"expected a number from 1 to 256 or auto, got {requested!r}")
+    scenario = resolved.scenario
+    load = scenario.load
+    per_candidate = None
+    if load.mode == "open":
+        trace = resolved.trace
+        per_candidate = (trace.rows / max(trace.span_s, 1e-3)) if trace is not None else load.rate_qps
+    offered = per_candidate * len(scenario.candidates) if per_candidate else None
+    calibration = load_calibration()
+    stream = any(c.stream for c in scenario.candidates)
+    capacity = worker_capacity_rps(calibration, stream)
+    workers = choose_workers(requested, offered_rps=offered, capacity_rps=capacity, cores=cpu_count())
+    warning = capacity_warning(offered, workers, capacity, calibration is not None)
+    if warning:
+        print(f"loadbench: warning: {warning}", file=sys.stderr)
+    return workers
 
 
 def exit_code(summary: dict, fail_on: str) -> int:
@@ -395,7 +426,14 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"generate": _cmd_generate, "load": _cmd_load, "sweep": _cmd_sweep, "run": _cmd_run, "report": _cmd_report, "sim": _cmd_sim, "profiles": _cmd_profiles,
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from .workers import worker_main
+
+    sys.setswitchinterval(0.0005)
+    return asyncio.run(worker_main(args.fd))
+
+
+COMMANDS = {"worker": _cmd_worker, "generate": _cmd_generate, "load": _cmd_load, "sweep": _cmd_sweep, "run": _cmd_run, "report": _cmd_report, "sim": _cmd_sim, "profiles": _cmd_profiles,
             "rescore": _cmd_rescore, "review": _cmd_review}
 
 

@@ -47,11 +47,13 @@ from .slo import parse_clauses, request_check
 from .summary import add_verdicts, build_summary
 from .trace import SequentialOrder, TraceReplay
 from .validity import ValidityLimits
+from .workers import WorkerPool
 from .workload import load_workload
 
 NS_PER_S = 1_000_000_000
 PREFLIGHT_TIMEOUT_S = 10.0
-HANDOFF_S = 0.02  # how long finished records wait to be handed to the scoring thread as a batch
+HANDOFF_S = 0.02
+WORKER_START_MARGIN_NS = 50_000_000  # how long finished records wait to be handed to the scoring thread as a batch
 
 
 @dataclass(slots=True)
@@ -72,6 +74,7 @@ class Resolved:
     judge_secret: str | None = None
     turn_specs: dict[tuple[int, int], list[CompiledSpec]] = field(default_factory=dict)  # later turns of sessions
     trace: TraceReplay | None = None
+    scenario_dir: Path | None = None
 
 
 def resolve(scenario: Scenario, scenario_path: str, scenario_dir: Path, only: list[str] | None = None) -> Resolved:
@@ -118,7 +121,7 @@ def resolve(scenario: Scenario, scenario_path: str, scenario_dir: Path, only: li
     if problems or workload is None:
         raise ConfigError(problems)
     return Resolved(scenario, scenario_path, workload.dataset_path, workload.items, keys, workload.specs, judge_secret,
-                    workload.turn_specs, workload.trace)
+                    workload.turn_specs, workload.trace, scenario_dir)
 
 
 def build_plan(scenario: Scenario, items: list[Item], trace: TraceReplay | None = None) -> Plan:
@@ -223,10 +226,12 @@ async def execute(
     install_signal_handlers: bool = True,
     quiet: bool = False,
     metrics: MetricsOptions | None = None,
+    workers: int = 1,
 ) -> RunResult:
     scenario = resolved.scenario
     clock = clock or MonotonicClock()
     loop = asyncio.get_running_loop()
+    pool: WorkerPool | None = None
     sims: list[SimProcess] = []
     sessions: list[aiohttp.ClientSession] = []
     try:
@@ -254,7 +259,14 @@ async def execute(
             judge_settings = build_judge_settings(judge_cfg, judge_base, resolved.judge_secret)
 
         plan = build_plan(scenario, resolved.items, resolved.trace)
-        lanes, built_sessions = build_lanes(resolved, base_urls, clock)
+        if workers > 1:
+            # The workers build their own lanes; here only proxies (their in-flight counts)
+            # and a session per candidate for the preflight.
+            lanes = [Lane(c.name, _sent_by_workers, c.max_in_flight) for c in scenario.candidates]
+            built_sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=not c.insecure), trust_env=False)
+                              for c in scenario.candidates]
+        else:
+            lanes, built_sessions = build_lanes(resolved, base_urls, clock)
         sessions.extend(built_sessions)
         preflight: list[Any] = []
         for index, cand in enumerate(scenario.candidates):
@@ -355,10 +367,25 @@ async def execute(
                 handoff_scheduled = True
                 loop.call_later(HANDOFF_S, hand_over)
 
-        runner = Runner(
-            plan, lanes, sink, clock, on_saturation=scenario.load.on_saturation,
-            grace_ns=int(scenario.load.grace_s * NS_PER_S), loop_lag_sink=recorder.record_loop_lag_us,
-        )
+        runner: Runner | WorkerPool
+        if workers > 1:
+            spec = {"scenario": scenario.model_dump(mode="json", by_alias=True), "scenario_path": resolved.scenario_path,
+                    "scenario_dir": str(resolved.scenario_dir), "base_urls": base_urls}
+            pool = runner = WorkerPool(spec, workers, lanes, sink, clock, grace_ns=int(scenario.load.grace_s * NS_PER_S),
+                                       loop_lag_sink=recorder.record_loop_lag_us)
+            try:
+                await pool.start()
+            except (RuntimeError, TimeoutError) as exc:
+                worker.close()
+                if server is not None:
+                    server.stop()
+                raise ConfigError.single("--workers", f"the worker processes did not start: {exc}") from None
+            meta["workers"] = workers
+        else:
+            runner = Runner(
+                plan, lanes, sink, clock, on_saturation=scenario.load.on_saturation,
+                grace_ns=int(scenario.load.grace_s * NS_PER_S), loop_lag_sink=recorder.record_loop_lag_us,
+            )
         lane_by_name.update({lane.name: lane for lane in lanes})
         planned_s = (scenario.load.warmup_s + (scenario.load.duration_s or 0)) or (
             float(plan.offsets_ns[-1]) / NS_PER_S if len(plan.offsets_ns) else None
@@ -394,12 +421,17 @@ async def execute(
         # rescanning it in full collections that would stall the sending loop.
         gc.collect()
         gc.freeze()
-        t0 = clock.now_ns()
+        # Workers start at a shared moment slightly ahead, so the first arrivals are not late
+        # by the time it takes the "go" to reach them.
+        t0 = clock.now_ns() + (WORKER_START_MARGIN_NS if pool is not None else 0)
         runner.t0_ns = t0
         cpu_before = time.thread_time()
         try:
             outcome = await runner.run(t0)
             loop_cpu_ratio = (time.thread_time() - cpu_before) / max((clock.now_ns() - t0) / NS_PER_S, 1e-9)
+            coordinator_cpu_ratio = None
+            if pool is not None:  # the pacing loops are the workers'; the coordinator only records
+                coordinator_cpu_ratio, loop_cpu_ratio = loop_cpu_ratio, pool.loop_cpu_ratio or 0.0
         finally:
             tick.cancel()
             await asyncio.gather(tick, return_exceptions=True)
@@ -430,6 +462,9 @@ async def execute(
             "results_lines": results_log.lines,
             "loop_cpu_ratio": loop_cpu_ratio,
         }
+        if pool is not None:
+            outcome_info["workers"] = outcome.extra.get("workers")
+            outcome_info["coordinator_cpu_ratio"] = coordinator_cpu_ratio
         meta["outcome"] = outcome_info
         write_json_atomic(run_dir / "run.json", meta)
         if worker.judge is not None:
@@ -454,8 +489,14 @@ async def execute(
             server.stop()
         return RunResult(run_dir, summary, outcome)
     finally:
+        if pool is not None:
+            await pool.close()
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
         await asyncio.gather(*(stop_sim(s) for s in sims), return_exceptions=True)
+
+
+async def _sent_by_workers(item_index: int, r: RequestResult, t0_ns: int) -> None:
+    raise RuntimeError("with --workers, requests are sent by the worker processes")
 
 
 def _abort_reason(rules: list[AbortRule], recorder: Recorder, history: list[tuple[float, dict[str, tuple[int, int, int]]]],

@@ -51,13 +51,26 @@ class Plan:
     duration_ns: int | None = None
     # Schedule positions of `offsets_ns` when this plan is one partition of a larger one.
     seqs: np.ndarray | None = None
+    # Closed loop, one partition of `seq_stride`: this part's k-th request is position k * stride + offset.
+    seq_stride: int = 1
+    seq_offset: int = 0
 
     def partition(self, index: int, count: int) -> Plan:
         """Every count-th arrival starting at `index`: worker `index` of `count` sends these.
         Positions (and so items and intended times) are those of the whole plan, so merged
-        results equal a single worker's."""
+        results equal a single worker's.  Closed loop: a share of the users and of the request
+        budget, with positions interleaved so that no two parts use the same one."""
         if not 0 <= index < count:
             raise ValueError("partition index out of range")
+        if self.mode == "closed":
+            def share(total: int) -> int:
+                return total // count + (index < total % count)
+
+            return Plan(
+                offsets_ns=self.offsets_ns, order=self.order, item_ids=self.item_ids, warmup_ns=self.warmup_ns,
+                mode="closed", users=share(self.users), requests=None if self.requests is None else share(self.requests),
+                duration_ns=self.duration_ns, seq_stride=count, seq_offset=index,
+            )
         seqs = np.arange(len(self.offsets_ns), dtype=np.int64) if self.seqs is None else self.seqs
         return Plan(
             offsets_ns=self.offsets_ns[index::count], order=self.order, item_ids=self.item_ids,
@@ -136,6 +149,8 @@ class Runner:
         self.t0_ns = clock.now_ns() if t0_ns is None else t0_ns
         lag_task = asyncio.get_running_loop().create_task(self._loop_lag_meter()) if self._loop_lag_sink else None
         try:
+            if self.t0_ns > clock.now_ns():  # a start time shared with other workers, just ahead
+                await clock.sleep_until_ns(self.t0_ns)
             if self.plan.mode == "closed":
                 await self._run_closed()
             else:
@@ -248,7 +263,9 @@ class Runner:
             now = clock.now_ns()
             if now >= target:
                 return False
-            await clock.sleep_until_ns(min(target, now + MAX_SLEEP_NS))
+            # A coarse loop timer: the precise timerfd belongs to the arrival pacer, and a turn a
+            # millisecond late shows up as its schedule lag anyway.
+            await clock.sleep_ns(min(target - now, MAX_SLEEP_NS))
         return True
 
     async def _run_closed(self) -> None:
@@ -256,21 +273,23 @@ class Runner:
         deadline = None if plan.duration_ns is None else plan.warmup_ns + plan.duration_ns
         counter = {lane.name: 0 for lane in self.lanes}
         measured = {lane.name: 0 for lane in self.lanes}
+        stride, offset = plan.seq_stride, plan.seq_offset
 
         async def user(lane: Lane) -> None:
             # Each user sends its next request as soon as the previous one is done; the
             # request runs inline (no task per request): users are tasks the stop logic drains.
             while not self._stop.is_set():
-                seq = counter[lane.name]
+                local = counter[lane.name]
+                seq = local * stride + offset
                 now = self.clock.now_ns() - self.t0_ns
                 in_window = now >= plan.warmup_ns
                 if deadline is not None and now >= deadline:
                     return
                 if plan.requests is not None and in_window and measured[lane.name] >= plan.requests:
                     return
-                counter[lane.name] = seq + 1
+                counter[lane.name] = local + 1
                 measured[lane.name] += in_window
-                self.dispatched = max(self.dispatched, seq + 1)
+                self.dispatched = max(self.dispatched, local + 1)
                 item, epoch = plan.order.at(seq)
                 # Closed loop: the request is "intended" when the user is free to send it.
                 r = RequestResult(

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import orjson
 
+from .workers import child_env
+
 START_TIMEOUT_S = 30.0
 
 
@@ -43,6 +45,7 @@ async def start_sim(profile: str, dataset: Path | None, seed: int, params: dict[
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,  # a Ctrl-C in the terminal reaches only the driver, which stops us
+        env=child_env(),
     )
     try:
         assert proc.stdout is not None
