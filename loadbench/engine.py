@@ -47,7 +47,7 @@ from .slo import parse_clauses, request_check
 from .summary import add_verdicts, build_summary
 from .trace import SequentialOrder, TraceReplay
 from .validity import ValidityLimits
-from .workers import WorkerPool
+from .workers import WorkerPool, worker_spec
 from .workload import load_workload
 
 NS_PER_S = 1_000_000_000
@@ -74,7 +74,6 @@ class Resolved:
     judge_secret: str | None = None
     turn_specs: dict[tuple[int, int], list[CompiledSpec]] = field(default_factory=dict)  # later turns of sessions
     trace: TraceReplay | None = None
-    scenario_dir: Path | None = None
 
 
 def resolve(scenario: Scenario, scenario_path: str, scenario_dir: Path, only: list[str] | None = None) -> Resolved:
@@ -121,7 +120,7 @@ def resolve(scenario: Scenario, scenario_path: str, scenario_dir: Path, only: li
     if problems or workload is None:
         raise ConfigError(problems)
     return Resolved(scenario, scenario_path, workload.dataset_path, workload.items, keys, workload.specs, judge_secret,
-                    workload.turn_specs, workload.trace, scenario_dir)
+                    workload.turn_specs, workload.trace)
 
 
 def build_plan(scenario: Scenario, items: list[Item], trace: TraceReplay | None = None) -> Plan:
@@ -369,8 +368,7 @@ async def execute(
 
         runner: Runner | WorkerPool
         if workers > 1:
-            spec = {"scenario": scenario.model_dump(mode="json", by_alias=True), "scenario_path": resolved.scenario_path,
-                    "scenario_dir": str(resolved.scenario_dir), "base_urls": base_urls}
+            spec = worker_spec(resolved, base_urls)
             pool = runner = WorkerPool(spec, workers, lanes, sink, clock, grace_ns=int(scenario.load.grace_s * NS_PER_S),
                                        loop_lag_sink=recorder.record_loop_lag_us)
             try:
@@ -465,6 +463,7 @@ async def execute(
         if pool is not None:
             outcome_info["workers"] = outcome.extra.get("workers")
             outcome_info["coordinator_cpu_ratio"] = coordinator_cpu_ratio
+            outcome_info["workers_cpu_s"] = sum(w.get("cpu_s") or 0.0 for w in outcome_info["workers"] or [])
         meta["outcome"] = outcome_info
         write_json_atomic(run_dir / "run.json", meta)
         if worker.judge is not None:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import gc
 import os
+import resource
 import signal
 import socket
 import struct
@@ -21,14 +22,31 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import orjson
 
 from .clock import Clock, MonotonicClock
 from .errors import ConfigError
 from .records import RequestResult, result_from_dict
 from .runner import Lane, Runner, RunOutcome, Sink
+
+if TYPE_CHECKING:
+    from .engine import Resolved
+
+
+def worker_spec(resolved: Resolved, base_urls: dict[str, str]) -> dict[str, Any]:
+    """What a worker needs to send its partition: the scenario, the items, the trace plan."""
+    trace = resolved.trace
+    return {
+        "scenario": resolved.scenario.model_dump(mode="json", by_alias=True),
+        "scenario_path": resolved.scenario_path,
+        "items": [item.model_dump(mode="json", by_alias=True, exclude_none=True) for item in resolved.items],
+        "trace": None if trace is None else {"offsets_ns": trace.offsets_ns.tolist(), "item_of_row": trace.item_of_row,
+                                             "span_s": trace.span_s, "rows": trace.rows},
+        "base_urls": base_urls,
+    }
 
 HEADER = struct.Struct("!IB")  # payload length, frame kind
 FLUSH_S = 0.02
@@ -92,12 +110,26 @@ async def worker_main(fd: int) -> int:
 
 
 async def _run_partition(spec: dict[str, Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> int:
-    from .engine import build_plan, resolve
+    from .dataset import Item
+    from .engine import Resolved, build_plan
     from .lanes import build_lanes
     from .scenario import Scenario
+    from .trace import TraceReplay
 
     scenario = Scenario.model_validate(spec["scenario"])
-    resolved = resolve(scenario, spec["scenario_path"], Path(spec["scenario_dir"]))
+    items = [Item.model_validate(x) for x in spec["items"]]
+    secrets = {}
+    for c in scenario.candidates:  # keys travel by environment only, never over the socket
+        if c.api_key_env:
+            secret = os.environ.get(c.api_key_env)
+            if not secret:
+                raise ConfigError.single(spec["scenario_path"], f"environment variable {c.api_key_env} is not set")
+            secrets[c.name] = secret
+    trace = None
+    if spec.get("trace") is not None:
+        t = spec["trace"]
+        trace = TraceReplay(np.asarray(t["offsets_ns"], dtype=np.int64), t["item_of_row"], items, t["span_s"], t["rows"], False)
+    resolved = Resolved(scenario, spec["scenario_path"], None, items, secrets, [], trace=trace)
     clock = MonotonicClock()
     loop = asyncio.get_running_loop()
     lanes, sessions = build_lanes(resolved, spec["base_urls"], clock)
@@ -177,6 +209,7 @@ async def _run_partition(spec: dict[str, Any], reader: asyncio.StreamReader, wri
         "end_ns": outcome.end_ns, "dispatched": outcome.dispatched, "planned": outcome.planned,
         "stop_reason": outcome.stop_reason, "cancelled_in_flight": outcome.cancelled_in_flight,
         "dispatch_end_ns": outcome.extra.get("dispatch_end_ns", 0), "loop_cpu_ratio": cpu_ratio,
+        "cpu_s": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),
     }))
     with contextlib.suppress(ConnectionError):
         await writer.drain()
@@ -314,7 +347,8 @@ class WorkerPool:
             reason = "; ".join(failures) if reason == "completed" else f"{reason}; " + "; ".join(failures)
         self.loop_cpu_ratio = max((e["loop_cpu_ratio"] for e in ends), default=None)
         self.worker_report = [{"worker": w.index, "pid": w.proc.pid, "dispatched": w.dispatched,
-                               "loop_cpu_ratio": (w.end or {}).get("loop_cpu_ratio"), "failure": w.failure}
+                               "loop_cpu_ratio": (w.end or {}).get("loop_cpu_ratio"), "cpu_s": (w.end or {}).get("cpu_s"),
+                               "failure": w.failure}
                               for w in self._workers]
         for lane in self.lanes:
             lane.in_flight = 0
