@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -100,6 +101,10 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     sim.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
+    sim.add_argument("--static", action="store_true",
+                     help="serve pre-rendered responses as fast as possible (to measure the client, not a model)")
+    sim.add_argument("--chunks", type=int, default=200, help="--static: content events per streamed response (default 200)")
+    sim.add_argument("--cpu", type=int, help="pin the simulator to this CPU")
     sim.add_argument("--params", help='JSON object overriding profile numbers, e.g. \'{"slots": 4}\'')
     sim.add_argument("--faults", help='JSON fault injection, e.g. \'{"http_5xx": 0.05, "reset": {"rate": 0.5, "start_s": 10, "end_s": 20}}\'')
 
@@ -120,6 +125,10 @@ def _parser() -> argparse.ArgumentParser:
     rimp.add_argument("file", help="review.csv or review.jsonl with the human_label column filled (pass/fail)")
 
     sub.add_parser("profiles", help="list the simulator profiles")
+    cal = sub.add_parser("calibrate", help="measure this machine's per-worker ceiling (used by --workers auto and to warn)")
+    cal.add_argument("--seconds", type=float, default=5.0, help="length of each measurement (default 5)")
+    cal.add_argument("--concurrency", type=int, default=64, help="requests in flight (default 64)")
+    cal.add_argument("--chunks", type=int, default=200, help="SSE events per streamed response (default 200)")
     wk = sub.add_parser("worker", help=argparse.SUPPRESS)  # a worker process of --workers (internal)
     wk.add_argument("--fd", type=int, required=True)
     gen = sub.add_parser("generate", help="write generated eval sets (long-context needle items)")
@@ -244,6 +253,20 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_sim(args: argparse.Namespace) -> int:
     from .sim_model import PROFILES
     from .simulator import serve
+
+    if args.cpu is not None:
+        try:
+            os.sched_setaffinity(0, {args.cpu})
+        except (OSError, AttributeError) as exc:
+            raise ConfigError.single("--cpu", f"cannot pin to CPU {args.cpu}: {exc}") from None
+    if args.static:
+        from .static_server import serve_static
+
+        if not 0 <= args.chunks <= 100_000:
+            raise ConfigError.single("--chunks", "must be between 0 and 100000")
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve_static(args.port, args.chunks, args.host, args.parent_pid))
+        return EXIT_OK
 
     if args.profile not in PROFILES:
         raise ConfigError.single("--profile", f"unknown profile {args.profile!r}; known: {', '.join(PROFILES)}")
@@ -430,6 +453,21 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import recommendation_lines, run_calibration
+
+    if not 1 <= args.seconds <= 120:
+        raise ConfigError.single("--seconds", "must be between 1 and 120")
+    if not 1 <= args.concurrency <= 4096:
+        raise ConfigError.single("--concurrency", "must be between 1 and 4096")
+    sys.setswitchinterval(0.0005)
+    cal, path = run_calibration(args.seconds, args.concurrency, args.chunks,
+                                lambda msg: print(f"loadbench calibrate: {msg}", file=sys.stderr, flush=True))
+    print("\n".join(recommendation_lines(cal)))
+    print(f"saved to {path}; `loadbench run` uses it to choose --workers auto and to warn before an overload")
+    return EXIT_OK
+
+
 def _cmd_worker(args: argparse.Namespace) -> int:
     from .workers import worker_main
 
@@ -437,7 +475,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return asyncio.run(worker_main(args.fd))
 
 
-COMMANDS = {"worker": _cmd_worker, "generate": _cmd_generate, "load": _cmd_load, "sweep": _cmd_sweep, "run": _cmd_run, "report": _cmd_report, "sim": _cmd_sim, "profiles": _cmd_profiles,
+COMMANDS = {"calibrate": _cmd_calibrate, "worker": _cmd_worker, "generate": _cmd_generate, "load": _cmd_load, "sweep": _cmd_sweep, "run": _cmd_run, "report": _cmd_report, "sim": _cmd_sim, "profiles": _cmd_profiles,
             "rescore": _cmd_rescore, "review": _cmd_review}
 
 

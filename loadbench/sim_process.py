@@ -30,9 +30,9 @@ class SimProcess:
 
 
 async def start_sim(profile: str, dataset: Path | None, seed: int, params: dict[str, float | int] | None = None,
-                    faults: dict[str, object] | None = None) -> SimProcess:
+                    faults: dict[str, object] | None = None, extra: list[str] | None = None) -> SimProcess:
     args = [sys.executable, "-m", "loadbench", "sim", "--port", "0", "--profile", profile, "--seed", str(seed),
-            "--parent-pid", str(os.getpid())]
+            "--parent-pid", str(os.getpid()), *(extra or [])]
     if params:
         args += ["--params", orjson.dumps(params).decode()]
     if faults:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from loadbench.calibration import capacity_warning, choose_workers
 from loadbench.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,24 +86,10 @@ def test_sigint_to_the_coordinator_stops_every_worker_and_keeps_what_was_collect
     summary = json.loads((run_dir / "summary.json").read_text())
     rows = (run_dir / "results.jsonl").read_text().splitlines()
     assert summary["outcome"]["stop_reason"].startswith("stopped by SIGINT")
-    assert summary["outcome"]["results_lines"] == len(rows) > 50
+    assert summary["outcome"]["results_lines"] == len(rows) > 20
     for w in summary["outcome"]["workers"]:
         with pytest.raises(ProcessLookupError):
             os.kill(w["pid"], 0)
-
-
-@pytest.mark.parametrize("requested, offered, capacity, cores, expected", [
-    ("auto", 100.0, 1500.0, 8, 1), ("auto", 2000.0, 1500.0, 8, 3), ("auto", 10**6, 1500.0, 4, 4),
-    ("auto", None, 1500.0, 8, 1), ("3", 10.0, 1500.0, 2, 3),
-])
-def test_choose_workers(requested, offered, capacity, cores, expected):
-    assert choose_workers(requested, offered_rps=offered, capacity_rps=capacity, cores=cores) == expected
-
-
-def test_capacity_warning():
-    assert capacity_warning(1000.0, 1, 1500.0, True) is None
-    text = capacity_warning(5000.0, 2, 1500.0, False)
-    assert "--workers 7" in text and "loadbench calibrate" in text
 
 
 def test_bad_workers_value_exits_2(tmp_path, capsys):

@@ -1,0 +1,49 @@
+"""Calibration: the stored per-worker ceiling, choosing --workers, the overload warning, and the command."""
+
+import json
+
+import pytest
+
+from loadbench.calibration import capacity_warning, choose_workers, load_calibration
+from loadbench.cli import main
+
+
+@pytest.mark.parametrize("requested, offered, capacity, cores, expected", [
+    ("auto", 100.0, 1500.0, 8, 1), ("auto", 2000.0, 1500.0, 8, 3), ("auto", 10**6, 1500.0, 4, 4),
+    ("auto", None, 1500.0, 8, 1), ("3", 10.0, 1500.0, 2, 3),
+])
+def test_choose_workers(requested, offered, capacity, cores, expected):
+    assert choose_workers(requested, offered_rps=offered, capacity_rps=capacity, cores=cores) == expected
+
+
+def test_capacity_warning():
+    assert capacity_warning(1000.0, 1, 1500.0, True) is None
+    text = capacity_warning(5000.0, 2, 1500.0, False)
+    assert "--workers 7" in text and "loadbench calibrate" in text
+
+
+
+def test_calibrate_measures_saves_and_run_warns_before_an_overload(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LOADBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["calibrate", "--seconds", "1", "--concurrency", "16", "--chunks", "20"]) == 0
+    out = capsys.readouterr().out
+    cal = load_calibration()
+    assert cal is not None and cal["worker_rps"] > 100 and cal["worker_stream_rps"] > 10
+    assert cal["worker_stream_events_per_s"] == pytest.approx(cal["worker_stream_rps"] * 20)
+    assert "one worker:" in out and "--workers" in out
+    saved = json.loads((tmp_path / "cache" / "calibration.json").read_text())
+    assert saved["measured_at"]
+    # a plan far above the calibrated ceiling is flagged before any traffic
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(f"""
+candidates: [{{name: b, sim: instant}}]
+load:
+  arrival: trace
+  trace: {{path: t.jsonl, preset: mooncake}}
+""")
+    rate = cal["worker_stream_rps"] * 50
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps({"timestamp": i * 1000 / rate, "input_length": 2, "output_length": 1}) + "\n"
+                                              for i in range(40)))
+    main(["run", str(scenario), "--workers", "1", "--no-metrics", "--quiet", "--out", str(tmp_path / "runs"), "--fail-on", "none"])
+    err = capsys.readouterr().err
+    assert "warning: the scenario offers" in err and "calibrated ceiling" in err
