@@ -27,7 +27,7 @@ from .errors import ConfigError, Problem
 from .files import write_json_atomic
 from .hdr import HlogWriter
 from .judge import JudgeSettings
-from .lanes import build_lanes, candidate_headers
+from .lanes import build_lanes, candidate_headers, prewarm_lanes
 from .metrics import LoadbenchCollector, MetricsServer, RunState, push
 from .pacer import ItemOrder, arrival_offsets_ns
 from .progress import ProgressView, progress_lines
@@ -276,6 +276,8 @@ async def execute(
         problems = [p for p in await asyncio.gather(*preflight) if p is not None]
         if problems:
             raise ConfigError(problems)
+        if workers <= 1:
+            await prewarm_lanes(resolved, built_sessions, base_urls)
 
         run_id = new_run_id(scenario.name)
         run_dir = out_root / run_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -28,6 +29,44 @@ def candidate_headers(cand: Candidate, secret: str | None) -> dict[str, str]:
     return headers
 
 
+PREWARM_MAX = 64
+PREWARM_TIMEOUT_S = 5.0
+
+
+def prewarm_count(scenario: Scenario, cand: Candidate) -> int:
+    """Connections to open before the first send: a stall of ~50 ms at the offered rate.
+    Without them, the requests that fall due during a short stall each open a connection
+    on the sending loop, which prolongs the stall (seen as bursts of late sends)."""
+    load = scenario.load
+    wanted = load.concurrency or 1 if load.mode == "closed" else math.ceil(load.rate_qps * 0.05)
+    return max(1, min(cand.max_in_flight, PREWARM_MAX, wanted))
+
+
+async def prewarm(session: aiohttp.ClientSession, base_url: str, headers: dict[str, str], n: int) -> int:
+    """Open `n` pooled keep-alive connections with concurrent GETs of /models; returns how many
+    answered.  Failures are ignored: the run's own requests report any real problem."""
+    url = base_url.rstrip("/") + "/models"
+    timeout = aiohttp.ClientTimeout(total=PREWARM_TIMEOUT_S)
+
+    async def one() -> bool:
+        try:
+            async with session.get(url, headers=headers, timeout=timeout) as resp:
+                await resp.read()
+                return True
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            return False
+
+    return sum(await asyncio.gather(*(one() for _ in range(n))))
+
+
+async def prewarm_lanes(resolved: Resolved, sessions: list[aiohttp.ClientSession], base_urls: dict[str, str]) -> None:
+    scenario = resolved.scenario
+    await asyncio.gather(*(
+        prewarm(session, base_urls[cand.name], candidate_headers(cand, resolved.secrets.get(cand.name)), prewarm_count(scenario, cand))
+        for cand, session in zip(scenario.candidates, sessions)
+    ))
+
+
 def think_time(scenario: Scenario) -> ThinkTime:
     think = scenario.load.think_time_s
     return ThinkTime("fixed", float(think)) if isinstance(think, (int, float)) else ThinkTime(**think.model_dump())
@@ -44,7 +83,7 @@ def build_lanes(resolved: Resolved, base_urls: dict[str, str], clock: Clock) -> 
         secret = resolved.secrets.get(cand.name)
         connector = aiohttp.TCPConnector(
             limit=cand.max_in_flight, limit_per_host=cand.max_in_flight,
-            ssl=not cand.insecure, ttl_dns_cache=300, enable_cleanup_closed=True,
+            ssl=not cand.insecure, ttl_dns_cache=300,
         )
         session = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=False)
         sessions.append(session)

@@ -112,7 +112,7 @@ async def worker_main(fd: int) -> int:
 async def _run_partition(spec: dict[str, Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> int:
     from .dataset import Item
     from .engine import Resolved, build_plan
-    from .lanes import build_lanes
+    from .lanes import build_lanes, prewarm_lanes
     from .scenario import Scenario
     from .trace import TraceReplay
 
@@ -133,6 +133,7 @@ async def _run_partition(spec: dict[str, Any], reader: asyncio.StreamReader, wri
     clock = MonotonicClock()
     loop = asyncio.get_running_loop()
     lanes, sessions = build_lanes(resolved, spec["base_urls"], clock)
+    await prewarm_lanes(resolved, sessions, spec["base_urls"])
     plan = build_plan(scenario, resolved.items, resolved.trace).partition(spec["index"], spec["count"])
     pending: list[RequestResult] = []
     lags: list[int] = []
