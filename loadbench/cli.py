@@ -36,7 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--rate", type=float, help="override load.rate_qps")
     run.add_argument("--workers", default="auto", metavar="N|auto",
                      help="sending processes (default auto: enough for the offered rate by this machine's calibrated "
-                          "per-worker ceiling, at most one per core)")
+                          "per-worker ceiling, at most one per core; with --ray, one per CPU of the cluster)")
+    run.add_argument("--ray", metavar="auto|ADDRESS",
+                     help="run the workers as Ray actors (pip install 'loadbench[ray]'): auto joins RAY_ADDRESS or a "
+                          "local cluster (starting one if none runs), or give the cluster's address")
     run.add_argument("--duration", type=float, help="override load.duration_s (clears load.requests)")
     run.add_argument("--requests", type=int, help="override load.requests (clears load.duration_s)")
     run.add_argument("--candidate", action="append", default=[], metavar="NAME", help="run only this candidate (repeatable)")
@@ -177,8 +180,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         host=args.metrics_host, pushgateway=args.pushgateway, linger_s=args.metrics_linger,
         port_is_default=args.metrics_port is None,
     )
-    workers = _workers(args.workers, resolved)
-    result = asyncio.run(execute(resolved, out_root=out_root, quiet=args.quiet, metrics=metrics, workers=workers))
+    started_ray = False
+    if args.ray:
+        started_ray = _join_ray(args.ray)
+    try:
+        workers = _workers(args.workers, resolved, ray=bool(args.ray))
+        result = asyncio.run(execute(resolved, out_root=out_root, quiet=args.quiet, metrics=metrics, workers=workers,
+                                     ray_address=args.ray))
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
     if args.json:
         print(dumps(result.summary))
     else:
@@ -190,7 +203,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return exit_code(result.summary, args.fail_on)
 
 
-def _workers(requested: str, resolved: Any) -> int:
+def _join_ray(address: str) -> bool:
+    from .ray_pool import connect
+
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise ConfigError.single("--ray", "Ray is not installed: pip install 'loadbench[ray]'") from None
+    try:
+        return connect(address)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ConfigError.single("--ray", f"cannot join the Ray cluster at {address}: {exc}") from None
+
+
+def _workers(requested: str, resolved: Any, ray: bool = False) -> int:
     """--workers N|auto, checked; warns when the rate exceeds what the workers can send."""
     from .calibration import capacity_warning, choose_workers, load_calibration, worker_capacity_rps
     from .workers import cpu_count
@@ -207,7 +233,15 @@ def _workers(requested: str, resolved: Any) -> int:
     calibration = load_calibration()
     stream = any(c.stream for c in scenario.candidates)
     capacity = worker_capacity_rps(calibration, stream)
-    workers = choose_workers(requested, offered_rps=offered, capacity_rps=capacity, cores=cpu_count())
+    if ray:
+        from .ray_pool import cluster_cpus
+
+        cores = cluster_cpus()
+        if requested == "auto":
+            return cores
+    else:
+        cores = cpu_count()
+    workers = choose_workers(requested, offered_rps=offered, capacity_rps=capacity, cores=cores)
     warning = capacity_warning(offered, workers, capacity, calibration is not None)
     if warning:
         print(f"loadbench: warning: {warning}", file=sys.stderr)

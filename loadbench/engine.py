@@ -47,7 +47,7 @@ from .slo import parse_clauses, request_check
 from .summary import add_verdicts, build_summary
 from .trace import SequentialOrder, TraceReplay
 from .validity import ValidityLimits
-from .workers import WorkerPool, worker_spec
+from .workers import PoolBase, WorkerPool, worker_spec
 from .workload import load_workload
 
 NS_PER_S = 1_000_000_000
@@ -226,11 +226,13 @@ async def execute(
     quiet: bool = False,
     metrics: MetricsOptions | None = None,
     workers: int = 1,
+    ray_address: str | None = None,
 ) -> RunResult:
     scenario = resolved.scenario
     clock = clock or MonotonicClock()
     loop = asyncio.get_running_loop()
-    pool: WorkerPool | None = None
+    pool: PoolBase | None = None
+    pooled = workers > 1 or ray_address is not None
     sims: list[SimProcess] = []
     sessions: list[aiohttp.ClientSession] = []
     try:
@@ -258,7 +260,7 @@ async def execute(
             judge_settings = build_judge_settings(judge_cfg, judge_base, resolved.judge_secret)
 
         plan = build_plan(scenario, resolved.items, resolved.trace)
-        if workers > 1:
+        if pooled:
             # The workers build their own lanes; here only proxies (their in-flight counts)
             # and a session per candidate for the preflight.
             lanes = [Lane(c.name, _sent_by_workers, c.max_in_flight) for c in scenario.candidates]
@@ -276,7 +278,7 @@ async def execute(
         problems = [p for p in await asyncio.gather(*preflight) if p is not None]
         if problems:
             raise ConfigError(problems)
-        if workers <= 1:
+        if not pooled:
             await prewarm_lanes(resolved, built_sessions, base_urls)
 
         run_id = new_run_id(scenario.name)
@@ -368,11 +370,17 @@ async def execute(
                 handoff_scheduled = True
                 loop.call_later(HANDOFF_S, hand_over)
 
-        runner: Runner | WorkerPool
-        if workers > 1:
+        runner: Runner | PoolBase
+        if pooled:
             spec = worker_spec(resolved, base_urls)
-            pool = runner = WorkerPool(spec, workers, lanes, sink, clock, grace_ns=int(scenario.load.grace_s * NS_PER_S),
-                                       loop_lag_sink=recorder.record_loop_lag_us)
+            pool_cls: type[PoolBase] = WorkerPool
+            if ray_address is not None:
+                from .ray_pool import RayPool
+
+                pool_cls = RayPool
+                meta["ray"] = ray_address
+            pool = runner = pool_cls(spec, workers, lanes, sink, clock, grace_ns=int(scenario.load.grace_s * NS_PER_S),
+                                     loop_lag_sink=recorder.record_loop_lag_us)
             try:
                 await pool.start()
             except (RuntimeError, TimeoutError) as exc:

@@ -20,6 +20,7 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,109 +110,149 @@ async def worker_main(fd: int) -> int:
     return 1
 
 
-async def _run_partition(spec: dict[str, Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> int:
-    from .dataset import Item
-    from .engine import Resolved, build_plan
-    from .lanes import build_lanes, prewarm_lanes
-    from .scenario import Scenario
-    from .trace import TraceReplay
+class Partition:
+    """One worker's share of a run, whatever carries its frames (a socket, a Ray actor).
 
-    scenario = Scenario.model_validate(spec["scenario"])
-    items = [Item.model_validate(x) for x in spec["items"]]
-    secrets = {}
-    for c in scenario.candidates:  # keys travel by environment only, never over the socket
-        if c.api_key_env:
-            secret = os.environ.get(c.api_key_env)
-            if not secret:
-                raise ConfigError.single(spec["scenario_path"], f"environment variable {c.api_key_env} is not set")
-            secrets[c.name] = secret
-    trace = None
-    if spec.get("trace") is not None:
-        t = spec["trace"]
-        trace = TraceReplay(np.asarray(t["offsets_ns"], dtype=np.int64), t["item_of_row"], items, t["span_s"], t["rows"], False)
-    resolved = Resolved(scenario, spec["scenario_path"], None, items, secrets, [], trace=trace)
-    clock = MonotonicClock()
-    loop = asyncio.get_running_loop()
-    lanes, sessions = build_lanes(resolved, spec["base_urls"], clock)
-    await prewarm_lanes(resolved, sessions, spec["base_urls"])
-    plan = build_plan(scenario, resolved.items, resolved.trace).partition(spec["index"], spec["count"])
-    pending: list[RequestResult] = []
-    lags: list[int] = []
-    flush_scheduled = False
-    flush_handle: asyncio.TimerHandle | None = None
+    `emit(kind, payload)` receives RECORDS and STATUS frames as the run goes."""
 
-    def flush() -> None:
-        nonlocal pending, flush_scheduled
-        flush_scheduled = False
-        if writer.is_closing():
+    def __init__(self, spec: dict[str, Any], emit: Callable[[bytes, Any], None]) -> None:
+        self.spec = spec
+        self.emit = emit
+        self.runner: Runner | None = None
+        self._lanes: list[Lane] = []
+        self._sessions: list[Any] = []
+        self._pending: list[RequestResult] = []
+        self._lags: list[int] = []
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    async def prepare(self) -> None:
+        """Resolve, build the lanes and payloads, open the connections: ready to start."""
+        from .dataset import Item
+        from .engine import Resolved, build_plan
+        from .lanes import build_lanes, prewarm_lanes
+        from .scenario import Scenario
+        from .trace import TraceReplay
+
+        spec = self.spec
+        scenario = Scenario.model_validate(spec["scenario"])
+        items = [Item.model_validate(x) for x in spec["items"]]
+        secrets = {}
+        for c in scenario.candidates:  # keys travel by environment only, never with the spec
+            if c.api_key_env:
+                secret = os.environ.get(c.api_key_env)
+                if not secret:
+                    raise ConfigError.single(spec["scenario_path"], f"environment variable {c.api_key_env} is not set")
+                secrets[c.name] = secret
+        trace = None
+        if spec.get("trace") is not None:
+            t = spec["trace"]
+            trace = TraceReplay(np.asarray(t["offsets_ns"], dtype=np.int64), t["item_of_row"], items, t["span_s"], t["rows"], False)
+        resolved = Resolved(scenario, spec["scenario_path"], None, items, secrets, [], trace=trace)
+        self.clock = MonotonicClock()
+        self._lanes, self._sessions = build_lanes(resolved, spec["base_urls"], self.clock)
+        await prewarm_lanes(resolved, self._sessions, spec["base_urls"])
+        plan = build_plan(scenario, resolved.items, resolved.trace).partition(spec["index"], spec["count"])
+        self.runner = Runner(plan, self._lanes, self._sink, self.clock, on_saturation=scenario.load.on_saturation,
+                             grace_ns=int(scenario.load.grace_s * 1e9), loop_lag_sink=self._lags.append)
+
+    def stop(self, reason: str) -> None:
+        if self.runner is not None:
+            self.runner.request_stop(reason)
+
+    def flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if self._closed or self.runner is None:
             return
-        status = {"in_flight": {lane.name: lane.in_flight for lane in lanes}, "dispatched": runner.dispatched, "lags_us": lags[:]}
-        lags.clear()
-        if pending:
-            batch, pending = pending, []
-            writer.write(frame(RECORDS, batch))
-        writer.write(frame(STATUS, status))
+        status = {"in_flight": {lane.name: lane.in_flight for lane in self._lanes}, "dispatched": self.runner.dispatched,
+                  "lags_us": self._lags[:]}
+        self._lags.clear()
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self.emit(RECORDS, batch)
+        self.emit(STATUS, status)
 
-    def sink(r: RequestResult) -> None:
-        nonlocal flush_scheduled, flush_handle
-        pending.append(r)
-        if not flush_scheduled:
-            flush_scheduled = True
-            flush_handle = loop.call_later(FLUSH_S, flush)
+    def _sink(self, r: RequestResult) -> None:
+        self._pending.append(r)
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_later(FLUSH_S, self.flush)
 
-    runner = Runner(plan, lanes, sink, clock, on_saturation=scenario.load.on_saturation,
-                    grace_ns=int(scenario.load.grace_s * 1e9), loop_lag_sink=lags.append)
+    async def run(self, t0_ns: int) -> dict[str, Any]:
+        """Send the partition from the shared start time; returns the END payload."""
+        assert self.runner is not None
+        loop = asyncio.get_running_loop()
+
+        async def ticker() -> None:
+            while True:
+                await asyncio.sleep(0.25)
+                if self._flush_handle is None:
+                    self.flush()
+
+        tick = loop.create_task(ticker())
+        gc.collect()
+        gc.freeze()
+        cpu_before = time.thread_time()
+        wall_before = self.clock.now_ns()
+        try:
+            outcome = await self.runner.run(t0_ns)
+        finally:
+            tick.cancel()
+            await asyncio.gather(tick, return_exceptions=True)
+            gc.unfreeze()
+            await asyncio.gather(*(s.close() for s in self._sessions), return_exceptions=True)
+        cpu_ratio = (time.thread_time() - cpu_before) / max((self.clock.now_ns() - wall_before) / 1e9, 1e-9)
+        self.flush()
+        self._closed = True
+        return {
+            "end_ns": outcome.end_ns, "dispatched": outcome.dispatched, "planned": outcome.planned,
+            "stop_reason": outcome.stop_reason, "cancelled_in_flight": outcome.cancelled_in_flight,
+            "dispatch_end_ns": outcome.extra.get("dispatch_end_ns", 0), "loop_cpu_ratio": cpu_ratio,
+            "cpu_s": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),
+        }
+
+
+async def _run_partition(spec: dict[str, Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> int:
+    def emit(kind: bytes, payload: Any) -> None:
+        if not writer.is_closing():
+            writer.write(frame(kind, payload))
+
+    part = Partition(spec, emit)
+    await part.prepare()
+    loop = asyncio.get_running_loop()
 
     async def control() -> None:
         while True:
             got = await read_frame(reader)
             if got is None:  # the coordinator is gone: stop now, nobody would record the rest
-                runner.request_stop("the coordinator went away")
-                runner.request_stop("the coordinator went away")
+                part.stop("the coordinator went away")
+                part.stop("the coordinator went away")
                 return
             kind, payload = got
             if kind == STOP:
-                runner.request_stop(payload.get("reason", "stopped"))
+                part.stop(payload.get("reason", "stopped"))
+
+    async def drainer() -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            if writer.transport.get_write_buffer_size() > 8 << 20:
+                await writer.drain()
 
     writer.write(frame(READY, {"pid": os.getpid()}))
     await writer.drain()
     got = await read_frame(reader)
     if got is None or got[0] != GO:
         return 1
-    t0_ns = int(got[1]["t0_ns"])
     controller = loop.create_task(control())
-
-    async def ticker() -> None:
-        while True:
-            await asyncio.sleep(0.25)
-            if not flush_scheduled:
-                flush()
-            if writer.transport.get_write_buffer_size() > 8 << 20:
-                await writer.drain()
-
-    tick = loop.create_task(ticker())
-    gc.collect()
-    gc.freeze()
-    cpu_before = time.thread_time()
-    wall_before = clock.now_ns()
+    drain_task = loop.create_task(drainer())
     try:
-        outcome = await runner.run(t0_ns)
+        end = await part.run(int(got[1]["t0_ns"]))
     finally:
-        tick.cancel()
         controller.cancel()
-        await asyncio.gather(tick, controller, return_exceptions=True)
-        gc.unfreeze()
-        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
-    cpu_ratio = (time.thread_time() - cpu_before) / max((clock.now_ns() - wall_before) / 1e9, 1e-9)
-    if flush_handle is not None:
-        flush_handle.cancel()
-    flush()
-    writer.write(frame(END, {
-        "end_ns": outcome.end_ns, "dispatched": outcome.dispatched, "planned": outcome.planned,
-        "stop_reason": outcome.stop_reason, "cancelled_in_flight": outcome.cancelled_in_flight,
-        "dispatch_end_ns": outcome.extra.get("dispatch_end_ns", 0), "loop_cpu_ratio": cpu_ratio,
-        "cpu_s": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),
-    }))
+        drain_task.cancel()
+        await asyncio.gather(controller, drain_task, return_exceptions=True)
+    writer.write(frame(END, end))
     with contextlib.suppress(ConnectionError):
         await writer.drain()
     writer.close()
@@ -221,19 +262,21 @@ async def _run_partition(spec: dict[str, Any], reader: asyncio.StreamReader, wri
 # -------------------------------------------------------------------- coordinator side
 
 @dataclass(slots=True)
-class _Worker:
+class Member:
+    """The coordinator's view of one worker (a process or a Ray actor)."""
+
     index: int
-    proc: asyncio.subprocess.Process
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
+    pid: int | None = None
     in_flight: dict[str, int] = field(default_factory=dict)
     dispatched: int = 0
     end: dict[str, Any] | None = None
     failure: str | None = None
+    handle: Any = None  # transport-specific: (process, reader, writer) or a Ray actor
 
 
-class WorkerPool:
-    """Drop-in for Runner in the engine: same run / request_stop / stopping / dispatched."""
+class PoolBase:
+    """Drop-in for Runner in the engine (run / request_stop / stopping / dispatched): what is
+    common to worker processes and Ray actors; subclasses start them and move the frames."""
 
     def __init__(self, spec: dict[str, Any], count: int, lanes: list[Lane], sink: Sink, clock: Clock, *,
                  grace_ns: int, loop_lag_sink: Any = None) -> None:
@@ -244,7 +287,7 @@ class WorkerPool:
         self.clock = clock
         self.grace_ns = grace_ns
         self._loop_lag_sink = loop_lag_sink
-        self._workers: list[_Worker] = []
+        self.members: list[Member] = []
         self.stop_reason = "completed"
         self._stops = 0
         self.t0_ns = 0
@@ -257,11 +300,71 @@ class WorkerPool:
 
     @property
     def dispatched(self) -> int:
-        return sum(w.dispatched for w in self._workers)
+        return sum(m.dispatched for m in self.members)
 
     @property
     def in_flight(self) -> int:
-        return sum(sum(w.in_flight.values()) for w in self._workers)
+        return sum(sum(m.in_flight.values()) for m in self.members)
+
+    def request_stop(self, reason: str = "interrupted") -> None:
+        if self._stops == 0:
+            self.stop_reason = reason
+        self._stops += 1
+        for m in self.members:
+            self._send_stop(m, reason)
+
+    def _send_stop(self, m: Member, reason: str) -> None:
+        raise NotImplementedError
+
+    def handle(self, m: Member, kind: bytes, payload: Any) -> None:
+        """One frame from a worker: records to the sink, status to the proxies."""
+        if kind == RECORDS:
+            sink = self.sink
+            for row in payload:
+                sink(result_from_dict(row))
+        elif kind == STATUS:
+            for lane in self.lanes:
+                n = payload["in_flight"].get(lane.name)
+                if n is not None:
+                    lane.in_flight += n - m.in_flight.get(lane.name, 0)
+            m.in_flight = payload["in_flight"]
+            m.dispatched = payload["dispatched"]
+            if self._loop_lag_sink is not None:
+                for lag in payload["lags_us"]:
+                    self._loop_lag_sink(lag)
+        elif kind == END:
+            m.end = payload
+            m.dispatched = payload["dispatched"]
+        elif kind == FAILED:
+            m.failure = f"worker {m.index}: {payload.get('error')}"
+
+    def outcome(self) -> RunOutcome:
+        ends = [m.end for m in self.members if m.end is not None]
+        failures = [m.failure for m in self.members if m.failure]
+        reason = self.stop_reason
+        if reason == "completed":
+            reason = next((e["stop_reason"] for e in ends if e["stop_reason"] != "completed"), reason)
+        if failures:
+            reason = "; ".join(failures) if reason == "completed" else f"{reason}; " + "; ".join(failures)
+        self.loop_cpu_ratio = max((e["loop_cpu_ratio"] for e in ends), default=None)
+        self.worker_report = [{"worker": m.index, "pid": m.pid, "dispatched": m.dispatched,
+                               "loop_cpu_ratio": (m.end or {}).get("loop_cpu_ratio"), "cpu_s": (m.end or {}).get("cpu_s"),
+                               "failure": m.failure} for m in self.members]
+        for lane in self.lanes:
+            lane.in_flight = 0
+        return RunOutcome(
+            t0_ns=self.t0_ns,
+            end_ns=max((e["end_ns"] for e in ends), default=self.clock.now_ns() - self.t0_ns),
+            dispatched=sum(e["dispatched"] for e in ends),
+            planned=sum(e["planned"] for e in ends),
+            stop_reason=reason,
+            cancelled_in_flight=sum(e["cancelled_in_flight"] for e in ends),
+            extra={"dispatch_end_ns": max((e["dispatch_end_ns"] for e in ends), default=0), "workers": self.worker_report},
+        )
+
+
+class WorkerPool(PoolBase):
+    """Worker processes on this machine, one socket each."""
 
     async def start(self) -> None:
         """Spawn every worker and wait until each has built its payloads and is ready."""
@@ -276,104 +379,57 @@ class WorkerPool:
             finally:
                 child.close()
             reader, writer = await asyncio.open_connection(sock=parent)
-            worker = _Worker(index, proc, reader, writer)
-            self._workers.append(worker)
+            self.members.append(Member(index, proc.pid, handle=(proc, reader, writer)))
             writer.write(frame(SPEC, {**self._spec, "index": index, "count": self.count}))
-        ready = await asyncio.wait_for(asyncio.gather(*(read_frame(w.reader) for w in self._workers)), READY_TIMEOUT_S)
+        ready = await asyncio.wait_for(asyncio.gather(*(read_frame(m.handle[1]) for m in self.members)), READY_TIMEOUT_S)
         problems = []
-        for w, got in zip(self._workers, ready):
+        for m, got in zip(self.members, ready):
             if got is None:
-                problems.append(f"worker {w.index} exited before it was ready")
+                problems.append(f"worker {m.index} exited before it was ready")
             elif got[0] == FAILED:
-                problems.append(f"worker {w.index}: {got[1].get('error')}")
+                problems.append(f"worker {m.index}: {got[1].get('error')}")
         if problems:
             await self.close()
             raise RuntimeError("; ".join(problems))
 
-    def request_stop(self, reason: str = "interrupted") -> None:
-        if self._stops == 0:
-            self.stop_reason = reason
-        self._stops += 1
-        for w in self._workers:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                w.writer.write(frame(STOP, {"reason": reason}))
+    def _send_stop(self, m: Member, reason: str) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            m.handle[2].write(frame(STOP, {"reason": reason}))
 
     async def run(self, t0_ns: int | None = None) -> RunOutcome:
         self.t0_ns = self.clock.now_ns() if t0_ns is None else t0_ns
-        for w in self._workers:
-            w.writer.write(frame(GO, {"t0_ns": self.t0_ns}))
-        await asyncio.gather(*(self._pump(w) for w in self._workers))
-        for w in self._workers:
+        for m in self.members:
+            m.handle[2].write(frame(GO, {"t0_ns": self.t0_ns}))
+        await asyncio.gather(*(self._pump(m) for m in self.members))
+        for m in self.members:
             with contextlib.suppress(TimeoutError, ProcessLookupError):
-                await asyncio.wait_for(w.proc.wait(), 10)
-        return self._outcome()
+                await asyncio.wait_for(m.handle[0].wait(), 10)
+        return self.outcome()
 
-    async def _pump(self, w: _Worker) -> None:
-        sink = self.sink
-        lanes = {lane.name: lane for lane in self.lanes}
+    async def _pump(self, m: Member) -> None:
+        proc, reader, _ = m.handle
         while True:
-            got = await read_frame(w.reader)
+            got = await read_frame(reader)
             if got is None:
-                if w.end is None:
-                    code = await w.proc.wait()
-                    w.failure = f"worker {w.index} exited unexpectedly (code {code})"
+                if m.end is None and m.failure is None:
+                    code = await proc.wait()
+                    m.failure = f"worker {m.index} exited unexpectedly (code {code})"
                 return
-            kind, payload = got
-            if kind == RECORDS:
-                for row in payload:
-                    sink(result_from_dict(row))
-            elif kind == STATUS:
-                for name, n in payload["in_flight"].items():
-                    lane = lanes.get(name)
-                    if lane is not None:
-                        lane.in_flight += n - w.in_flight.get(name, 0)
-                w.in_flight = payload["in_flight"]
-                w.dispatched = payload["dispatched"]
-                if self._loop_lag_sink is not None:
-                    for lag in payload["lags_us"]:
-                        self._loop_lag_sink(lag)
-            elif kind == END:
-                w.end = payload
-                w.dispatched = payload["dispatched"]
-            elif kind == FAILED:
-                w.failure = f"worker {w.index}: {payload.get('error')}"
-
-    def _outcome(self) -> RunOutcome:
-        ends = [w.end for w in self._workers if w.end is not None]
-        failures = [w.failure for w in self._workers if w.failure]
-        reason = self.stop_reason
-        if reason == "completed":
-            reason = next((e["stop_reason"] for e in ends if e["stop_reason"] != "completed"), reason)
-        if failures:
-            reason = "; ".join(failures) if reason == "completed" else f"{reason}; " + "; ".join(failures)
-        self.loop_cpu_ratio = max((e["loop_cpu_ratio"] for e in ends), default=None)
-        self.worker_report = [{"worker": w.index, "pid": w.proc.pid, "dispatched": w.dispatched,
-                               "loop_cpu_ratio": (w.end or {}).get("loop_cpu_ratio"), "cpu_s": (w.end or {}).get("cpu_s"),
-                               "failure": w.failure}
-                              for w in self._workers]
-        for lane in self.lanes:
-            lane.in_flight = 0
-        return RunOutcome(
-            t0_ns=self.t0_ns,
-            end_ns=max((e["end_ns"] for e in ends), default=self.clock.now_ns() - self.t0_ns),
-            dispatched=sum(e["dispatched"] for e in ends),
-            planned=sum(e["planned"] for e in ends),
-            stop_reason=reason,
-            cancelled_in_flight=sum(e["cancelled_in_flight"] for e in ends),
-            extra={"dispatch_end_ns": max((e["dispatch_end_ns"] for e in ends), default=0), "workers": self.worker_report},
-        )
+            self.handle(m, *got)
 
     async def close(self) -> None:
         """Make sure no worker outlives the run (only our own children, by PID)."""
-        for w in self._workers:
-            w.writer.close()
-            if w.proc.returncode is None:
+        for m in self.members:
+            proc, _, writer = m.handle
+            writer.close()
+            if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
-                    w.proc.send_signal(signal.SIGTERM)
-        for w in self._workers:
+                    proc.send_signal(signal.SIGTERM)
+        for m in self.members:
+            proc = m.handle[0]
             try:
-                await asyncio.wait_for(w.proc.wait(), 5)
+                await asyncio.wait_for(proc.wait(), 5)
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
-                    w.proc.kill()
-                await w.proc.wait()
+                    proc.kill()
+                await proc.wait()
