@@ -1,4 +1,4 @@
-# Slim, non-root image whose entrypoint is the loadbench CLI.
+# Slim, non-root image whose entrypoint is the loadbench CLI; by default it runs the service.
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -13,5 +13,6 @@ COPY scenarios /home/loadbench/scenarios
 COPY grafana /home/loadbench/grafana
 WORKDIR /home/loadbench
 USER loadbench
+RUN mkdir -p /home/loadbench/data
 ENTRYPOINT ["loadbench"]
-CMD ["--help"]
+CMD ["serve", "--host", "0.0.0.0", "--port", "8080", "--data-dir", "/home/loadbench/data", "--scenarios", "/home/loadbench/scenarios"]

@@ -91,13 +91,10 @@ def peers(quick: bool) -> dict:
 
 
 def _peer_rows(data: dict) -> dict:
-    """tool -> measure -> normalised result, from the harness's results.json (whatever its nesting)."""
-    out: dict[str, dict[str, dict]] = {}
-    rows = data.get("results") if isinstance(data.get("results"), list) else data.get("runs") or []
-    for row in rows:
-        if isinstance(row, dict) and row.get("tool") and row.get("measure"):
-            out.setdefault(row["tool"], {})[row["measure"]] = row
-    return out
+    """tool -> measure -> normalised result, from the harness's results.json."""
+    results = data.get("results") or {}
+    return {tool: {m: (r.get("result") or r) if isinstance(r, dict) else {} for m, r in measures.items()}
+            for tool, measures in results.items() if isinstance(measures, dict)}
 
 
 # ---------------------------------------------------------------------------- B4, B5, B7
@@ -168,12 +165,18 @@ def render(res: dict) -> str:
     if p and "results" in p:
         rows = _peer_rows(p["results"])
         lines += ["## B1-B3 (bench-peers harness, one pinned core per tool; full table: bench/results/peers.md)", ""]
-        lines += ["| tool | B1 req/s | B2 SSE events/s | B3 TTFT err p50 ms | B3 ITL p50 ms |", "|---|---:|---:|---:|---:|"]
+        lines += ["| tool | B1 req/s (x wrk) | B2 SSE events/s | B3 TTFT mean - server's, ms | B3 TTFT p99 ms | B3 ITL p50 / p99 ms |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        wrk = (rows.get("wrk", {}).get("M1") or {}).get("rps")
         for tool, m in rows.items():
             m1, m2, m3 = m.get("M1", {}), m.get("M2", {}), m.get("M3", {})
-            lines.append(f"| {tool} | {fmt(m1.get('rps'))} | {fmt(m2.get('chunks_per_s'))} | "
-                         f"{fmt((m3.get('ttft') or {}).get('p50'), '.2f')} | {fmt((m3.get('itl') or {}).get('p50'), '.2f')} |")
-        lines.append("")
+            ttft, itl = m3.get("ttft") or {}, m3.get("itl") or {}
+            srv = ((m3.get("server") or {}).get("ttft_ms") or {}).get("mean")
+            err = (ttft.get("mean") - srv) if ttft.get("mean") is not None and srv is not None else None
+            share = f" ({m1['rps'] / wrk:.2f}x)" if m1.get("rps") and wrk else ""
+            lines.append(f"| {tool} | {fmt(m1.get('rps'))}{share} | {fmt(m2.get('chunks_per_s') or None)} | {fmt(err, '+.2f')} | "
+                         f"{fmt(ttft.get('p99'), '.2f')} | {fmt(itl.get('p50'), '.2f')} / {fmt(itl.get('p99'), '.2f')} |")
+        lines += ["", "B3 truth: TTFT 50 ms, ITL 10 ms (sse_server.js, 20 req/s open loop).", ""]
     elif p:
         lines += [f"B1-B3: not run ({p.get('error')})", ""]
     if "B4" in res:
@@ -210,7 +213,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default="B1,B2,B3,B4,B5,B6,B7")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--render", metavar="JSON", help="print the table of an earlier bench-*.json and exit")
     args = ap.parse_args()
+    if args.render:
+        print(render(json.loads(Path(args.render).read_text())))
+        return 0
     only = set(args.only.upper().split(","))
     res: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpus": len(os.sched_getaffinity(0)), "host": os.uname().nodename}
     if only & {"B1", "B2", "B3"}:

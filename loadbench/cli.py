@@ -18,6 +18,7 @@ EXIT_OK = 0
 EXIT_SLO_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INVALID_RUN = 3
+EXIT_REGRESSED = 4
 EXIT_INTERRUPTED = 130
 
 
@@ -37,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", default="auto", metavar="N|auto",
                      help="sending processes (default auto: enough for the offered rate by this machine's calibrated "
                           "per-worker ceiling, at most one per core; with --ray, one per CPU of the cluster)")
+    run.add_argument("--baseline", metavar="RUN_DIR",
+                     help="compare with this earlier run; exit 4 when a candidate regressed (accuracy, p95, goodput or cost)")
+    run.add_argument("--stop-with-parent", type=int, help=argparse.SUPPRESS)
     run.add_argument("--ray", metavar="auto|ADDRESS",
                      help="run the workers as Ray actors (pip install 'loadbench[ray]'): auto joins RAY_ADDRESS or a "
                           "local cluster (starting one if none runs), or give the cluster's address")
@@ -57,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="exit 1 when any (default) / all / no candidate fails its SLO")
 
     sw = sub.add_parser("sweep", help="find each candidate's highest rate that meets the SLO, and project capacity")
+    sw.add_argument("--stop-with-parent", type=int, help=argparse.SUPPRESS)
     sw.add_argument("scenario", help="scenario YAML file (its slo: list is the bar each step must clear)")
     sw.add_argument("--rates", help="explicit ladder, e.g. 5,10,20,40 (default: calibrate, then a geometric ladder)")
     sw.add_argument("--step-duration", type=float, default=20.0, metavar="S", help="measured seconds per step (default 20)")
@@ -128,6 +133,24 @@ def _parser() -> argparse.ArgumentParser:
     rimp.add_argument("file", help="review.csv or review.jsonl with the human_label column filled (pass/fail)")
 
     sub.add_parser("profiles", help="list the simulator profiles")
+    srv = sub.add_parser("serve", help="run the benchmarking service: HTTP API, queue, schedules, history, regressions")
+    srv.add_argument("--data-dir", default="loadbench-data", help="history database and run directories (default ./loadbench-data)")
+    srv.add_argument("--scenarios", default="scenarios", help="the directory scenario names refer to (default ./scenarios)")
+    srv.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=8080)
+    srv.add_argument("--max-concurrent", type=int, default=1, help="runs at the same time (default 1)")
+    srv.add_argument("--token-env", default="LOADBENCH_TOKEN", help="environment variable with the API bearer token")
+    hist = sub.add_parser("history", help="list the runs the service keeps")
+    hist.add_argument("--data-dir", default="loadbench-data")
+    hist.add_argument("--scenario")
+    hist.add_argument("--status")
+    hist.add_argument("--limit", type=int, default=30)
+    hist.add_argument("--json", action="store_true")
+    cmp_ = sub.add_parser("compare", help="compare two runs candidate by candidate (paired where the requests match)")
+    cmp_.add_argument("base", help="the earlier run: a run directory, or a run id of the service's history")
+    cmp_.add_argument("new", help="the later run: a run directory or a run id")
+    cmp_.add_argument("--data-dir", default="loadbench-data", help="where run ids are looked up")
+    cmp_.add_argument("--json", action="store_true")
     cal = sub.add_parser("calibrate", help="measure this machine's per-worker ceiling (used by --workers auto and to warn)")
     cal.add_argument("--seconds", type=float, default=5.0, help="length of each measurement (default 5)")
     cal.add_argument("--concurrency", type=int, default=64, help="requests in flight (default 64)")
@@ -180,6 +203,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         host=args.metrics_host, pushgateway=args.pushgateway, linger_s=args.metrics_linger,
         port_is_default=args.metrics_port is None,
     )
+    baseline_dir = _baseline_dir(args.baseline) if args.baseline else None
+    if args.stop_with_parent:
+        _stop_with_parent(args.stop_with_parent)
     started_ray = False
     if args.ray:
         started_ray = _join_ray(args.ray)
@@ -200,7 +226,124 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"\nrun directory: {result.run_dir}  (report.html, report.md, summary.json, results.jsonl, histograms.hlog)")
     if result.outcome.stop_reason.startswith("stopped by"):
         return EXIT_INTERRUPTED
-    return exit_code(result.summary, args.fail_on)
+    code = exit_code(result.summary, args.fail_on)
+    if baseline_dir is not None:
+        regressed = _against_baseline(baseline_dir, result.run_dir, result.summary, quiet=args.json)
+        if regressed and code == EXIT_OK:
+            return EXIT_REGRESSED
+    return code
+
+
+def _baseline_dir(text: str) -> Path:
+    path = Path(text)
+    if not (path / "summary.json").is_file() or not (path / "results.jsonl").is_file():
+        raise ConfigError.single("--baseline", f"{text} is not a finished run directory (summary.json and results.jsonl)")
+    return path
+
+
+def _against_baseline(base_dir: Path, run_dir: Path, summary: dict, quiet: bool) -> bool:
+    """Compare the run with the baseline, store it in summary.json, print it; True on a regression."""
+    from .files import read_json, write_json_atomic
+    from .regression import compare_runs, comparison_lines
+    from .results_log import iter_results
+
+    base_summary = read_json(base_dir / "summary.json")
+    result = compare_runs(base_summary, summary, (r for _, r, _ in iter_results(base_dir / "results.jsonl") if r),
+                          (r for _, r, _ in iter_results(run_dir / "results.jsonl") if r))
+    summary["regression"] = result
+    write_json_atomic(run_dir / "summary.json", summary)
+    if not quiet:
+        print("\n" + "\n".join(comparison_lines(result)))
+    return bool(result["regressed"])
+
+
+def _stop_with_parent(pid: int) -> None:
+    """Service children: stop (keeping what was collected) when the service goes away."""
+    import signal
+    import threading
+    import time
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            if os.getppid() != pid:
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    threading.Thread(target=watch, name="loadbench-parent-watch", daemon=True).start()
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .service import ServiceConfig, serve
+
+    if not 1 <= args.max_concurrent <= 64:
+        raise ConfigError.single("--max-concurrent", "must be between 1 and 64")
+    serve(ServiceConfig(data_dir=Path(args.data_dir), scenarios_dir=Path(args.scenarios), host=args.host, port=args.port,
+                        max_concurrent=args.max_concurrent, token_env=args.token_env))
+    return EXIT_OK
+
+
+def _open_history(data_dir: str) -> Any:
+    from .history import History
+
+    path = Path(data_dir) / "loadbench.db"
+    if not path.exists():
+        raise ConfigError.single("--data-dir", f"no history at {path} (run `loadbench serve --data-dir {data_dir}` first)")
+    return History(path)
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from .engine import dumps
+
+    history = _open_history(args.data_dir)
+    rows = history.list_runs(status=args.status, scenario=args.scenario, limit=args.limit)
+    if args.json:
+        print(dumps(rows))
+        return EXIT_OK
+    print(f"{'run':<24} {'scenario':<22} {'kind':<6} {'status':<12} {'created (UTC)':<20} verdicts")
+    import time
+
+    for r in rows:
+        cands = ((r.get("summary") or {}).get("candidates") or {})
+        verdicts = ", ".join(f"{n}: {'ok' if c.get('slo_ok') else 'FAIL' if c.get('slo_ok') is False else '-'}"
+                             for n, c in cands.items())
+        reg = (r.get("regression") or {}).get("regressed")
+        if reg:
+            verdicts += f"  REGRESSED: {', '.join(reg)}"
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["created_at"]))
+        print(f"{r['id']:<24} {r['scenario'][:22]:<22} {r['kind']:<6} {r['status']:<12} {created:<20} {verdicts or '-'}")
+    return EXIT_OK
+
+
+def _run_dir_of(ref: str, data_dir: str) -> Path:
+    path = Path(ref)
+    if (path / "summary.json").is_file():
+        return path
+    history_file = Path(data_dir) / "loadbench.db"
+    if history_file.exists():
+        row = _open_history(data_dir).get_run(ref)
+        if row and row.get("run_dir") and (Path(row["run_dir"]) / "summary.json").is_file():
+            return Path(row["run_dir"])
+    raise ConfigError.single(ref, "neither a run directory with summary.json nor a finished run id in the history")
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .engine import dumps
+    from .files import read_json
+    from .regression import compare_runs, comparison_lines
+    from .results_log import iter_results
+
+    base, new = _run_dir_of(args.base, args.data_dir), _run_dir_of(args.new, args.data_dir)
+    result = compare_runs(read_json(base / "summary.json"), read_json(new / "summary.json"),
+                          (r for _, r, _ in iter_results(base / "results.jsonl") if r),
+                          (r for _, r, _ in iter_results(new / "results.jsonl") if r))
+    print(dumps(result) if args.json else "\n".join(comparison_lines(result)))
+    return EXIT_REGRESSED if result["regressed"] else EXIT_OK
 
 
 def _join_ray(address: str) -> bool:
@@ -407,6 +550,8 @@ def _cmd_load(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    if args.stop_with_parent:
+        _stop_with_parent(args.stop_with_parent)
     from .engine import dumps, resolve
     from .report_sweep import sweep_table
     from .reports import write_sweep_reports
@@ -509,7 +654,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return asyncio.run(worker_main(args.fd))
 
 
-COMMANDS = {"calibrate": _cmd_calibrate, "worker": _cmd_worker, "generate": _cmd_generate, "load": _cmd_load, "sweep": _cmd_sweep, "run": _cmd_run, "report": _cmd_report, "sim": _cmd_sim, "profiles": _cmd_profiles,
+COMMANDS = {"serve": _cmd_serve, "history": _cmd_history, "compare": _cmd_compare, "calibrate": _cmd_calibrate, "worker": _cmd_worker, "generate": _cmd_generate, "load": _cmd_load, "sweep": _cmd_sweep, "run": _cmd_run, "report": _cmd_report, "sim": _cmd_sim, "profiles": _cmd_profiles,
             "rescore": _cmd_rescore, "review": _cmd_review}
 
 

@@ -330,7 +330,8 @@ async def execute(
         lane_by_name: dict[str, Lane] = {}
         run_state = RunState(
             run_id=run_id, scenario=meta["scenario"], mode=scenario.load.mode, arrival=scenario.load.arrival,
-            offered_rate_qps=scenario.load.rate_qps, started_at_s=time.time(), warmup_s=scenario.load.warmup_s,
+            offered_rate_qps=(resolved.trace.rows / max(resolved.trace.span_s, 1e-3)) if resolved.trace else scenario.load.rate_qps,
+            started_at_s=time.time(), warmup_s=scenario.load.warmup_s,
             models={c.name: c.model or (f"sim-{c.sim}" if c.sim else "") for c in scenario.candidates},
         )
         registry.register(LoadbenchCollector(run_state, recorder, quality,

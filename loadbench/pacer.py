@@ -103,22 +103,34 @@ class ItemOrder:
     """Seeded item sequence: one fresh permutation of the items per pass (epoch).
 
     `at(seq)` gives (item index, epoch) for any position, so bounded-by-time runs need no
-    precomputed length.  Every candidate gets the same sequence, which pairs their results
-    item by item.
+    precomputed length.  Each epoch's permutation comes from its own seeded generator, so any
+    epoch can be rebuilt on demand and only the last few are kept: memory stays flat however
+    long the run (keeping every pass grew by ~80 bytes a request on a one-item set).  Every
+    candidate gets the same sequence, which pairs their results item by item.
     """
 
-    __slots__ = ("_perms", "_rng", "n_items")
+    __slots__ = ("_cache", "_seed", "n_items")
+
+    KEEP = 4
 
     def __init__(self, n_items: int, seed: int) -> None:
         if n_items <= 0:
             raise ValueError("need at least one item")
         self.n_items = n_items
-        self._rng = np.random.Generator(np.random.PCG64(seed ^ 0x5EED))
-        self._perms: list[list[int]] = []
+        self._seed = seed ^ 0x5EED
+        self._cache: dict[int, list[int]] = {}
+
+    def permutation(self, epoch: int) -> list[int]:
+        perm = self._cache.get(epoch)
+        if perm is None:
+            perm = np.random.Generator(np.random.PCG64([self._seed & 0xFFFFFFFFFFFFFFFF, epoch])).permutation(self.n_items).tolist()
+            if len(self._cache) >= self.KEEP:
+                del self._cache[min(self._cache)]
+            self._cache[epoch] = perm
+        return perm
 
     def at(self, seq: int) -> tuple[int, int]:
+        if self.n_items == 1:
+            return 0, seq
         epoch, pos = divmod(seq, self.n_items)
-        perms = self._perms
-        while len(perms) <= epoch:
-            perms.append(self._rng.permutation(self.n_items).tolist())
-        return perms[epoch][pos], epoch
+        return self.permutation(epoch)[pos], epoch

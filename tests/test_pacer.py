@@ -90,3 +90,15 @@ def test_item_order_is_a_fresh_seeded_permutation_per_epoch():
     again = ItemOrder(5, seed=11)
     assert [again.at(i) for i in range(15)] == seq
     assert [ItemOrder(5, seed=12).at(i) for i in range(15)] != seq
+
+
+def test_item_order_keeps_a_bounded_cache_and_rebuilds_any_epoch_identically():
+    order = ItemOrder(7, seed=3)
+    forward = [order.at(i) for i in range(7 * 50)]
+    assert len(order._cache) <= ItemOrder.KEEP
+    again = ItemOrder(7, seed=3)
+    assert [again.at(i) for i in reversed(range(7 * 50))] == list(reversed(forward))
+    for epoch in range(50):  # every pass is a permutation of all items
+        assert sorted(item for item, e in forward if e == epoch) == list(range(7))
+    single = ItemOrder(1, seed=0)
+    assert single.at(10**9) == (0, 10**9) and not single._cache

@@ -1,0 +1,58 @@
+"""Run comparison and regression rules (pure)."""
+
+import pytest
+
+from loadbench.records import RequestResult
+from loadbench.regression import Tolerances, accuracy_change, compare_candidate, compare_runs, comparison_lines
+
+
+def recs(verdicts, candidate="a", offset=0):
+    out = []
+    for i, v in enumerate(verdicts):
+        r = RequestResult(seq=i + offset, candidate=candidate, item_id=f"i{(i + offset) % 7}", item_index=0, epoch=0,
+                          intended_ns=0, in_window=True)
+        r.verdict = v
+        out.append(r)
+    return out
+
+
+def summary(run_id, acc, p95, n=500, goodput=10.0, cost=0.001):
+    return {"run_id": run_id, "candidates": {"a": {"accuracy": {"value": acc}, "latency_s": {"p95": p95, "count": n},
+                                                   "goodput": {"rps": goodput}, "cost_usd": {"per_correct": cost}}}}
+
+
+def test_paired_accuracy_drop_is_a_regression_and_noise_is_not():
+    base = ["pass"] * 80 + ["fail"] * 20
+    worse = ["pass"] * 50 + ["fail"] * 50
+    r = compare_runs(summary("b", 0.8, 1.0), summary("n", 0.5, 1.0), recs(base), recs(worse))
+    acc = r["candidates"]["a"]["checks"]["accuracy"]
+    assert acc["method"].startswith("paired") and acc["n"] == 100 and acc["diff"] == pytest.approx(-0.3)
+    assert r["regressed"] == ["a"] and r["candidates"]["a"]["regressed"] == ["accuracy"]
+    noisy = ["pass"] * 79 + ["fail"] * 21
+    assert compare_runs(summary("b", 0.8, 1.0), summary("n", 0.79, 1.0), recs(base), recs(noisy))["regressed"] == []
+
+
+def test_unmatched_schedules_fall_back_to_a_two_proportion_test():
+    base = recs(["pass"] * 90 + ["fail"] * 10)
+    new = recs(["pass"] * 60 + ["fail"] * 40, offset=10_000)
+    acc = accuracy_change({(r.seq, r.item_id, 0): r.verdict for r in base}, {(r.seq, r.item_id, 0): r.verdict for r in new})
+    assert acc["method"].startswith("unpaired") and acc["p_value"] < 0.001 and acc["diff"] == pytest.approx(-0.3)
+
+
+@pytest.mark.parametrize("new, regressed", [
+    (summary("n", 0.8, 1.05), []),
+    (summary("n", 0.8, 1.2), ["latency_p95"]),
+    (summary("n", 0.8, 1.2, n=50), []),  # too few requests to judge a p95
+    (summary("n", 0.8, 1.0, goodput=8.0), ["goodput"]),
+    (summary("n", 0.8, 1.0, cost=0.0012), ["cost_per_correct"]),
+])
+def test_latency_goodput_and_cost_rules(new, regressed):
+    got = compare_candidate(summary("b", 0.8, 1.0)["candidates"]["a"], new["candidates"]["a"], None, Tolerances())
+    assert got["regressed"] == regressed
+
+
+def test_comparison_lines_name_what_regressed():
+    base = ["pass"] * 80 + ["fail"] * 20
+    r = compare_runs(summary("b", 0.8, 1.0), summary("n", 0.5, 1.5), recs(base), recs(["pass"] * 50 + ["fail"] * 50))
+    text = "\n".join(comparison_lines(r))
+    assert "REGRESSED in accuracy, latency_p95" in text and "-30.0 points" in text and "x1.50" in text
