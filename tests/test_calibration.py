@@ -35,11 +35,11 @@ def test_calibrate_measures_saves_and_run_warns_before_an_overload(tmp_path, mon
     assert saved["measured_at"]
     # a plan far above the calibrated ceiling is flagged before any traffic
     scenario = tmp_path / "s.yaml"
-    scenario.write_text(f"""
-candidates: [{{name: b, sim: instant}}]
+    scenario.write_text("""
+candidates: [{name: b, sim: instant}]
 load:
   arrival: trace
-  trace: {{path: t.jsonl, preset: mooncake}}
+  trace: {path: t.jsonl, preset: mooncake}
 """)
     rate = cal["worker_stream_rps"] * 50
     (tmp_path / "t.jsonl").write_text("".join(json.dumps({"timestamp": i * 1000 / rate, "input_length": 2, "output_length": 1}) + "\n"

@@ -3,7 +3,13 @@
 import pytest
 
 from loadbench.records import RequestResult
-from loadbench.regression import Tolerances, accuracy_change, compare_candidate, compare_runs, comparison_lines
+from loadbench.regression import (
+    Tolerances,
+    accuracy_change,
+    compare_candidate,
+    compare_runs,
+    comparison_lines,
+)
 
 
 def recs(verdicts, candidate="a", offset=0):
