@@ -39,6 +39,8 @@ _ID = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 _OVERRIDE = re.compile(r"^[A-Za-z0-9_.\-]+=.*$", re.DOTALL)
 FORBIDDEN_OVERRIDES = ("dataset", "load.trace", "output")  # paths stay confined to the scenarios directory
 OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.yaml"
+SWEEP_OPTIONS = {"rates": "--rates", "step_duration_s": "--step-duration", "warmup_s": "--warmup", "steps": "--steps",
+                 "refine": "--refine", "confirm": "--confirm", "peak_qps": "--peak-qps", "headroom": "--headroom"}
 
 
 @dataclass(slots=True)
@@ -187,7 +189,7 @@ class Service:
         """(kind, scenario label, normalized request) or ApiError."""
         if not isinstance(body, dict):
             raise ApiError(400, "the body must be a JSON object")
-        unknown = set(body) - {"scenario", "scenario_yaml", "overrides", "kind", "label"}
+        unknown = set(body) - {"scenario", "scenario_yaml", "overrides", "kind", "label", "sweep"}
         if unknown:
             raise ApiError(400, f"unknown field(s) {sorted(unknown)}", sorted(unknown)[0])
         kind = body.get("kind", "run")
@@ -203,6 +205,16 @@ class Service:
         if (body.get("scenario") is None) == (body.get("scenario_yaml") is None):
             raise ApiError(400, "give scenario (a file name in the scenarios directory) or scenario_yaml, not both", "scenario")
         request: dict[str, Any] = {"kind": kind, "overrides": overrides}
+        sweep = body.get("sweep")
+        if sweep is not None:
+            if kind != "sweep" or not isinstance(sweep, dict) or set(sweep) - set(SWEEP_OPTIONS):
+                raise ApiError(400, f"sweep options go with kind sweep; known: {', '.join(SWEEP_OPTIONS)}", "sweep")
+            for key, value in sweep.items():
+                ok = isinstance(value, str) and re.fullmatch(r"[0-9.,]+", value) if key == "rates" else (
+                    isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 86_400)
+                if not ok:
+                    raise ApiError(400, f"sweep.{key} has a bad value {value!r}", "sweep")
+            request["sweep"] = sweep
         if body.get("scenario") is not None:
             self._scenario_file(body["scenario"])
             request["scenario"] = body["scenario"]
@@ -279,6 +291,8 @@ class Service:
                "--stop-with-parent", str(os.getpid())]
         if request["kind"] == "run":
             cmd += ["--metrics-port", "0"]
+        for key, value in (request.get("sweep") or {}).items():
+            cmd += [SWEEP_OPTIONS[key], str(value)]
         if request["kind"] == "run":
             cmd += ["--fail-on", "none"]
         for override in (*request.get("confined_paths", ()), *request.get("overrides", ())):

@@ -160,3 +160,27 @@ def test_sigint_stops_gracefully_and_keeps_everything(tmp_path):
     # the simulators were stopped with the run: no child process is left
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
     assert children == []
+
+
+def test_run_against_a_baseline_exits_4_on_a_regression(tmp_path, capsys):
+    import json
+    from pathlib import Path
+
+    from loadbench.cli import main
+
+    dataset = Path(__file__).resolve().parent.parent / "scenarios" / "data" / "support_intents.jsonl"
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(f"dataset: {dataset}\ncandidates: [{{name: a, sim: small-fast, sim_params: {{prefill_base_s: 0.001, "
+                        "decode_per_token_s: 0.0005}}]\nload: {arrival: constant, rate_qps: 100, requests: 300, seed: 2}\n")
+    common = ["--no-metrics", "--quiet", "--fail-on", "none", "--set", "validity.max_schedule_lag_p99_s=1"]
+    assert main(["run", str(scenario), "--out", str(tmp_path / "base"), *common]) == 0
+    (base,) = list((tmp_path / "base").iterdir())
+    assert main(["run", str(scenario), "--out", str(tmp_path / "same"), "--baseline", str(base), *common]) == 0
+    assert "no regression" in capsys.readouterr().out
+    code = main(["run", str(scenario), "--out", str(tmp_path / "worse"), "--baseline", str(base), *common,
+                 "--set", "candidates.a.sim_params.accuracy=0.3"])
+    out = capsys.readouterr().out
+    assert code == 4 and "REGRESSED in accuracy" in out
+    (worse,) = list((tmp_path / "worse").iterdir())
+    assert json.loads((worse / "summary.json").read_text())["regression"]["regressed"] == ["a"]
+    assert main(["run", str(scenario), "--baseline", str(tmp_path / "nope"), "--no-metrics"]) == 2

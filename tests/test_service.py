@@ -160,6 +160,20 @@ def test_a_run_goes_through_the_queue_and_its_artifacts_and_events_are_served(se
     assert service.call("GET", f"/api/v1/runs/{run['id']}/artifacts/secrets.txt", token=None)[0] == 404
 
 
+def test_a_sweep_goes_through_the_service(service):
+    status, run = service.call("POST", "/api/v1/runs", {"scenario": "quick.yaml", "kind": "sweep",
+                                                        "sweep": {"rates": "20,40", "step_duration_s": 2, "warmup_s": 0,
+                                                                  "refine": 0, "confirm": 0}})
+    assert status == 201, run
+    done = service.wait(run["id"], ("done", "failed"), timeout=180)
+    assert done["status"] == "done", done
+    assert "sweep.json" in done["artifacts"]
+    sweep = service.get(f"/api/v1/runs/{run['id']}/artifacts/sweep.json")
+    assert len(sweep["candidates"]["a"]["curve"]) == 2
+    bad = service.call("POST", "/api/v1/runs", {"scenario": "quick.yaml", "sweep": {"rates": "1"}})
+    assert bad[0] == 400 and bad[1]["field"] == "sweep"
+
+
 def test_baselines_regressions_metrics_and_compare(service, tmp_path):
     _, good = service.call("POST", "/api/v1/runs", {"scenario": "quick.yaml"})
     good = service.wait(good["id"], ("done", "failed"))
@@ -210,6 +224,9 @@ def test_queued_and_running_runs_survive_a_restart(tmp_path):
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and server.get(f"/api/v1/runs/{running['id']}")["progress"]["results_lines"] < 20:
             time.sleep(0.3)
+        # /metrics carries the active run's own series, merged in
+        metrics = server.call("GET", "/metrics", token=None)[1]
+        assert "loadbench_requests_sent_total{" in metrics and "scenario=\"long\"" in metrics
         server.stop(signal.SIGKILL)  # a crash: no chance to clean up
     finally:
         server.stop()
