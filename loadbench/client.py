@@ -181,8 +181,10 @@ def _error_text(status: int, body: bytes) -> str:
 
 async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
     declared = resp.content_length
-    if declared is not None and declared > cap:
-        raise _Failure("invalid_response", f"response declares {declared} bytes, more than the {cap}-byte cap")
+    if declared is not None:
+        if declared > cap:
+            raise _Failure("invalid_response", f"response declares {declared} bytes, more than the {cap}-byte cap")
+        return await resp.read()  # bounded by Content-Length, which aiohttp enforces: one await, no iterator
     parts: list[bytes] = []
     total = 0
     async for chunk in resp.content.iter_any():
