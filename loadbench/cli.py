@@ -155,8 +155,6 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--seconds", type=float, default=5.0, help="length of each measurement (default 5)")
     cal.add_argument("--concurrency", type=int, default=64, help="requests in flight (default 64)")
     cal.add_argument("--chunks", type=int, default=200, help="SSE events per streamed response (default 200)")
-    wk = sub.add_parser("worker", help=argparse.SUPPRESS)  # a worker process of --workers (internal)
-    wk.add_argument("--fd", type=int, required=True)
     gen = sub.add_parser("generate", help="write generated eval sets (long-context needle items)")
     gen_sub = gen.add_subparsers(dest="kind", metavar="KIND", required=True)
     gn = gen_sub.add_parser("needle", help="needle-in-a-haystack questions at chosen context lengths and depths")
@@ -654,11 +652,17 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return asyncio.run(worker_main(args.fd))
 
 
-COMMANDS = {"serve": _cmd_serve, "history": _cmd_history, "compare": _cmd_compare, "calibrate": _cmd_calibrate, "worker": _cmd_worker, "generate": _cmd_generate, "load": _cmd_load, "sweep": _cmd_sweep, "run": _cmd_run, "report": _cmd_report, "sim": _cmd_sim, "profiles": _cmd_profiles,
+COMMANDS = {"serve": _cmd_serve, "history": _cmd_history, "compare": _cmd_compare, "calibrate": _cmd_calibrate, "generate": _cmd_generate, "load": _cmd_load, "sweep": _cmd_sweep, "run": _cmd_run, "report": _cmd_report, "sim": _cmd_sim, "profiles": _cmd_profiles,
             "rescore": _cmd_rescore, "review": _cmd_review}
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["worker"]:  # a worker process of --workers (internal, not in --help)
+        worker = argparse.ArgumentParser(prog="loadbench worker")
+        worker.add_argument("--fd", type=int, required=True)
+        _install_uvloop()
+        return _cmd_worker(worker.parse_args(argv[1:]))
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
