@@ -202,8 +202,23 @@ def test_cli_exit_3_when_the_run_is_invalid(tmp_path):
 
     from tests.conftest import ROOT
 
-    proc = subprocess.run([sys.executable, "-m", "loadbench", "run", str(ROOT / "scenarios" / "demo.yaml"), "--duration", "2",
+    proc = subprocess.run([sys.executable, "-m", "loadbench", "run", str(ROOT / "scenarios" / "demo.yaml"), "--duration", "5",
                            "--set", "load.warmup_s=0", "--candidate", "small-fast", "--set", "validity.max_schedule_lag_p99_s=0.000001",
                            "--out", str(tmp_path), "--quiet", "--no-metrics"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 3, proc.stderr
     assert "RUN INVALID" in proc.stdout and "No recommendation" in proc.stdout
+
+
+def test_one_late_send_among_a_hundred_does_not_invalidate_a_run():
+    limits = ValidityLimits()
+    few = cand()
+    few["schedule_lag_s"] = {"count": 104, "p50": 0.0002, "p90": 0.0004, "p99": 0.019}
+    assert assess({"mode": "open-loop", "client": {}, "candidates": {"a": few}}, limits, None)["valid"]
+    many = cand()
+    many["schedule_lag_s"] = {"count": 5000, "p50": 0.0002, "p90": 0.0004, "p99": 0.019}
+    out = assess({"mode": "open-loop", "client": {}, "candidates": {"a": many}}, limits, None)
+    assert out["candidates"]["a"][0].startswith("schedule lag p99 19.0 ms")
+    slow_few = cand()
+    slow_few["schedule_lag_s"] = {"count": 104, "p50": 0.0002, "p90": 0.05, "p99": 0.2}
+    out = assess({"mode": "open-loop", "client": {}, "candidates": {"a": slow_few}}, limits, None)
+    assert out["candidates"]["a"][0].startswith("schedule lag p90 50.0 ms")
