@@ -497,6 +497,9 @@ class Service:
                 f"<span class='{'ok' if c.get('slo_ok') else 'bad' if c.get('slo_ok') is False else ''}'>{html.escape(n)}: "
                 f"{'meets SLO' if c.get('slo_ok') else 'fails SLO' if c.get('slo_ok') is False else 'no SLO'}</span>"
                 for n, c in cands.items())
+            if (r.get("summary") or {}).get("valid") is False:
+                verdicts = "<span class='bad'>invalid run (the client could not keep up; see the report)</span>" + (
+                    ", " + verdicts if verdicts else "")
             reg = r.get("regression") or {}
             reg_text = ("<span class='bad'>regressed: " + html.escape(", ".join(reg.get("regressed", []))) + "</span>"
                         if reg.get("regressed") else ("none" if reg else "-"))
