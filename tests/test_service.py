@@ -190,6 +190,7 @@ def test_baselines_regressions_metrics_and_compare(service, tmp_path):
     assert check["regressed"] and check["method"].startswith("paired") and check["p_value"] < 0.001
     metrics = service.call("GET", "/metrics", token=None)[1]
     assert 'loadbench_regression{candidate="a",metric="accuracy",scenario="quick.yaml"} 1.0' in metrics
+    alert_fires_in_prometheus(service, tmp_path)
     assert 'loadbench_service_runs{status="done"}' in metrics
     # the CLI sees the same history
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -199,6 +200,48 @@ def test_baselines_regressions_metrics_and_compare(service, tmp_path):
     out = subprocess.run([sys.executable, "-m", "loadbench", "compare", good["id"], worse["id"], "--data-dir", data_dir],
                          capture_output=True, text=True, env=env)
     assert out.returncode == 4 and "REGRESSED in accuracy" in out.stdout, out.stdout + out.stderr
+
+
+def alert_fires_in_prometheus(service, tmp_path):
+    """A real Prometheus scrapes the service with deploy/alerts.yml and fires LoadbenchRegression."""
+    prometheus = shutil.which("prometheus")
+    if prometheus is None:
+        assert not os.environ.get("CI"), "scripts/test installs Debian's prometheus"
+        return
+    port = free_port()
+    rules = tmp_path / "alerts.yml"
+    shutil.copy(ROOT / "deploy" / "alerts.yml", rules)
+    config = tmp_path / "prometheus.yml"
+    config.write_text(f"""
+global: {{scrape_interval: 1s, evaluation_interval: 1s}}
+rule_files: [{rules}]
+scrape_configs:
+  - job_name: loadbench
+    static_configs: [{{targets: ["127.0.0.1:{service.port}"]}}]
+""")
+    check = subprocess.run([shutil.which("promtool") or "promtool", "check", "rules", str(rules)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    prom = subprocess.Popen([prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                             f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        firing = []
+        while time.monotonic() < deadline and not firing:
+            time.sleep(1)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/alerts", timeout=5) as resp:
+                    alerts = json.loads(resp.read())["data"]["alerts"]
+            except (urllib.error.URLError, ConnectionError):
+                continue
+            firing = [a for a in alerts if a["labels"]["alertname"] == "LoadbenchRegression" and a["state"] == "firing"]
+        assert firing and firing[0]["labels"]["metric"] == "accuracy" and firing[0]["labels"]["candidate"] == "a"
+    finally:
+        prom.terminate()
+        try:
+            prom.wait(10)
+        except subprocess.TimeoutExpired:
+            prom.kill()
+            prom.wait()
 
 
 @pytest.mark.skipif(not CHROMIUM and not os.environ.get("CI"), reason="Debian chromium is installed by scripts/test")
