@@ -19,6 +19,10 @@ OTHER_METRICS = {
     "cost_per_task": ("value",),
     "cost_per_correct": ("value",),
     "goodput_ratio": ("value",),
+    # Sessions (docs/sessions.md): the share of multi-turn sessions whose every turn passed, and
+    # of agentic tasks whose trajectory and answer passed.
+    "session_pass_rate": ("value", "ci_low", "ci_high"),
+    "task_pass_rate": ("value", "ci_low", "ci_high"),
 }
 OPS: dict[str, Callable[[float, float], bool]] = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
 UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "$": 1.0, "": 1.0, "%": 0.01}
@@ -89,6 +93,12 @@ def measured(clause: Clause, c: dict[str, Any]) -> tuple[float | None, int | Non
         return (c.get("cost_usd") or {}).get("per_correct"), (c.get("accuracy") or {}).get("pass")
     if clause.metric == "goodput_ratio":
         return (c.get("goodput") or {}).get("fraction"), (c.get("goodput") or {}).get("attempted")
+    if clause.metric in ("session_pass_rate", "task_pass_rate"):
+        view = (c.get("sessions") or {}).get("sessions" if clause.metric == "session_pass_rate" else "tasks") or {}
+        ci = view.get("pass_rate_ci") or [None, None]
+        value = {"value": view.get("pass_rate"), "ci_low": ci[0], "ci_high": ci[1]}[clause.stat]
+        scored = (view.get("passed") or 0) + (view.get("failed") or 0)
+        return value, scored if view else None
     return None, None
 
 

@@ -222,3 +222,13 @@ def test_one_late_send_among_a_hundred_does_not_invalidate_a_run():
     slow_few["schedule_lag_s"] = {"count": 104, "p50": 0.0002, "p90": 0.05, "p99": 0.2}
     out = assess({"mode": "open-loop", "client": {}, "candidates": {"a": slow_few}}, limits, None)
     assert out["candidates"]["a"][0].startswith("schedule lag p90 50.0 ms")
+
+
+def test_session_and_task_pass_rates_are_slo_metrics():
+    c = cand()
+    c["sessions"] = {"sessions": {"pass_rate": 0.35, "pass_rate_ci": [0.21, 0.53], "passed": 11, "failed": 20},
+                     "tasks": {"pass_rate": 0.8, "pass_rate_ci": [0.65, 0.9], "passed": 26, "failed": 6}}
+    out = evaluate(parse_clauses(["session_pass_rate >= 0.5", "task_pass_rate ci_low >= 0.6"]), c)
+    assert [r["ok"] for r in out["clauses"]] == [False, True]
+    assert out["clauses"][0]["measured"] == 0.35 and out["clauses"][0]["n"] == 31
+    assert evaluate(parse_clauses(["session_pass_rate >= 0.5"]), cand())["clauses"][0]["note"] == "not measured"
