@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from .records import RequestResult
+import numpy as np
+
+from .records import OK, RequestResult
 from .scores import FAIL, PASS
 from .stats import paired_difference, wilson
 
@@ -21,15 +23,62 @@ class Tolerances:
     latency_min_samples: int = 200  # below this many requests a p95 is not compared
     goodput_ratio: float = 0.90  # goodput below 90% of the baseline's
     cost_ratio: float = 1.10  # cost per correct task more than 10% above
+    # ... and in both cases the increase must hold at the low end of a bootstrap 95% interval
+    # of the ratio (resampling each run's requests), so run-to-run noise is not a regression.
+    bootstrap_rounds: int = 400
+
+
+@dataclass(slots=True)
+class RunSamples:
+    """What a comparison needs of one candidate's requests in the measurement window."""
+
+    verdicts: dict[tuple[int, str, int], str] = field(default_factory=dict)
+    latency_s: list[float] = field(default_factory=list)
+    cost_usd: list[float] = field(default_factory=list)
+    passed: list[bool] = field(default_factory=list)
+
+
+def samples_by_candidate(records: Iterable[RequestResult]) -> dict[str, RunSamples]:
+    out: dict[str, RunSamples] = {}
+    for r in records:
+        if not r.in_window:
+            continue
+        s = out.setdefault(r.candidate, RunSamples())
+        if r.verdict in (PASS, FAIL):
+            s.verdicts[(r.seq, r.item_id, r.turn)] = r.verdict
+        if r.status == OK and r.latency_ns >= 0:
+            s.latency_s.append(r.latency_ns / 1e9)
+        s.cost_usd.append(r.cost_usd)
+        s.passed.append(r.verdict == PASS)
+    return out
 
 
 def verdicts_by_key(records: Iterable[RequestResult]) -> dict[str, dict[tuple[int, str, int], str]]:
     """candidate -> (seq, item, turn) -> pass|fail, over the measurement window."""
-    out: dict[str, dict[tuple[int, str, int], str]] = {}
-    for r in records:
-        if r.in_window and r.verdict in (PASS, FAIL):
-            out.setdefault(r.candidate, {})[(r.seq, r.item_id, r.turn)] = r.verdict
-    return out
+    return {name: s.verdicts for name, s in samples_by_candidate(records).items()}
+
+
+def _bootstrap_ratio_low(base: np.ndarray, new: np.ndarray, stat: Any, rounds: int, seed: int = 7) -> float | None:
+    """The 2.5th percentile of stat(new*) / stat(base*) over bootstrap resamples of each run."""
+    if len(base) < 2 or len(new) < 2:
+        return None
+    rng = np.random.Generator(np.random.PCG64(seed))
+    ratios = []
+    for _ in range(rounds):
+        b = stat(base[rng.integers(0, len(base), len(base))])
+        n = stat(new[rng.integers(0, len(new), len(new))])
+        if b and b > 0 and n is not None:
+            ratios.append(n / b)
+    return float(np.percentile(ratios, 2.5)) if ratios else None
+
+
+def _p95(values: np.ndarray) -> float:
+    return float(np.percentile(values, 95))
+
+
+def _cost_per_correct(pairs: np.ndarray) -> float | None:
+    passes = pairs[:, 1].sum()
+    return float(pairs[:, 0].sum() / passes) if passes else None
 
 
 def _two_proportion_p(k1: int, n1: int, k2: int, n2: int) -> float | None:
@@ -69,7 +118,8 @@ def _ratio(new: float | None, base: float | None) -> float | None:
 
 
 def compare_candidate(base_c: dict[str, Any], new_c: dict[str, Any], acc: dict[str, Any] | None,
-                      tol: Tolerances = Tolerances()) -> dict[str, Any]:
+                      tol: Tolerances = Tolerances(), base_s: RunSamples | None = None,
+                      new_s: RunSamples | None = None) -> dict[str, Any]:
     """One candidate: each metric's baseline, new value, change, and whether it regressed."""
     checks: dict[str, Any] = {}
     if acc is not None and acc.get("diff") is not None:
@@ -80,17 +130,26 @@ def compare_candidate(base_c: dict[str, Any], new_c: dict[str, Any], acc: dict[s
     ratio = _ratio(lat_n.get("p95"), lat_b.get("p95"))
     enough = min(lat_b.get("count") or 0, lat_n.get("count") or 0) >= tol.latency_min_samples
     if ratio is not None:
-        checks["latency_p95"] = {"base": lat_b.get("p95"), "new": lat_n.get("p95"), "ratio": ratio,
-                                 "regressed": enough and ratio > tol.latency_p95_ratio, "enough_samples": enough}
+        low = None
+        if base_s is not None and new_s is not None and enough:
+            low = _bootstrap_ratio_low(np.asarray(base_s.latency_s), np.asarray(new_s.latency_s), _p95, tol.bootstrap_rounds)
+        beyond_noise = low is None or low > 1.0
+        checks["latency_p95"] = {"base": lat_b.get("p95"), "new": lat_n.get("p95"), "ratio": ratio, "ratio_ci_low": low,
+                                 "regressed": enough and ratio > tol.latency_p95_ratio and beyond_noise, "enough_samples": enough}
     gp = _ratio((new_c.get("goodput") or {}).get("rps"), (base_c.get("goodput") or {}).get("rps"))
     if gp is not None:
         checks["goodput"] = {"base": (base_c.get("goodput") or {}).get("rps"), "new": (new_c.get("goodput") or {}).get("rps"),
                              "ratio": gp, "regressed": gp < tol.goodput_ratio}
     cost = _ratio((new_c.get("cost_usd") or {}).get("per_correct"), (base_c.get("cost_usd") or {}).get("per_correct"))
     if cost is not None:
+        low = None
+        if base_s is not None and new_s is not None:
+            low = _bootstrap_ratio_low(np.column_stack([base_s.cost_usd, base_s.passed]).astype(float),
+                                       np.column_stack([new_s.cost_usd, new_s.passed]).astype(float),
+                                       _cost_per_correct, tol.bootstrap_rounds)
         checks["cost_per_correct"] = {"base": (base_c.get("cost_usd") or {}).get("per_correct"),
                                       "new": (new_c.get("cost_usd") or {}).get("per_correct"), "ratio": cost,
-                                      "regressed": cost > tol.cost_ratio}
+                                      "ratio_ci_low": low, "regressed": cost > tol.cost_ratio and (low is None or low > 1.0)}
     return {"checks": checks, "regressed": sorted(k for k, v in checks.items() if v["regressed"])}
 
 
@@ -98,7 +157,9 @@ def compare_runs(base_summary: dict[str, Any], new_summary: dict[str, Any], base
                  new_records: Iterable[RequestResult], tol: Tolerances = Tolerances(),
                  candidates: dict[str, str] | None = None) -> dict[str, Any]:
     """Every candidate of `new` that `base` also has (or `candidates`: new name -> base name)."""
-    base_v, new_v = verdicts_by_key(base_records), verdicts_by_key(new_records)
+    base_all, new_all = samples_by_candidate(base_records), samples_by_candidate(new_records)
+    base_v = {n: s.verdicts for n, s in base_all.items()}
+    new_v = {n: s.verdicts for n, s in new_all.items()}
     pairs = candidates or {n: n for n in new_summary.get("candidates", {}) if n in base_summary.get("candidates", {})}
     out: dict[str, Any] = {"base_run": base_summary.get("run_id"), "new_run": new_summary.get("run_id"), "candidates": {}}
     for new_name, base_name in pairs.items():
@@ -106,7 +167,8 @@ def compare_runs(base_summary: dict[str, Any], new_summary: dict[str, Any], base
         if b is None or n is None:
             continue
         acc = accuracy_change(base_v.get(base_name, {}), new_v.get(new_name, {})) if base_v.get(base_name) and new_v.get(new_name) else None
-        out["candidates"][new_name] = {"baseline_candidate": base_name, **compare_candidate(b, n, acc, tol)}
+        out["candidates"][new_name] = {"baseline_candidate": base_name,
+                                       **compare_candidate(b, n, acc, tol, base_all.get(base_name), new_all.get(new_name))}
     out["regressed"] = sorted(name for name, c in out["candidates"].items() if c["regressed"])
     return out
 

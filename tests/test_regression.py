@@ -62,3 +62,28 @@ def test_comparison_lines_name_what_regressed():
     r = compare_runs(summary("b", 0.8, 1.0), summary("n", 0.5, 1.5), recs(base), recs(["pass"] * 50 + ["fail"] * 50))
     text = "\n".join(comparison_lines(r))
     assert "REGRESSED in accuracy, latency_p95" in text and "-30.0 points" in text and "x1.50" in text
+
+
+def test_a_p95_that_moved_by_noise_alone_is_not_a_regression_but_a_real_shift_is():
+    import numpy as np
+
+    from loadbench.regression import RunSamples
+
+    rng = np.random.default_rng(1)
+    base = rng.lognormal(-3, 0.5, 400)
+    # another draw from the same distribution whose p95 happens to be >10% higher
+    noisy = next(d for d in (rng.lognormal(-3, 0.5, 400) for _ in range(500))
+                 if np.percentile(d, 95) / np.percentile(base, 95) > 1.12)
+    shifted = rng.lognormal(-3, 0.5, 400) * 1.5
+
+    def cand(values):
+        return {"latency_s": {"p95": float(np.percentile(values, 95)), "count": len(values)}}
+
+    def check(values):
+        return compare_candidate(cand(base), cand(values), None, Tolerances(),
+                                 RunSamples(latency_s=list(base)), RunSamples(latency_s=list(values)))["checks"]["latency_p95"]
+
+    same = check(noisy)
+    assert same["ratio"] > 1.12 and same["ratio_ci_low"] <= 1.0 and not same["regressed"]
+    moved = check(shifted)
+    assert moved["ratio_ci_low"] > 1.0 and moved["regressed"]
