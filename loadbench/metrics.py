@@ -76,6 +76,11 @@ CONTRACT: tuple[MetricSpec, ...] = (
     MetricSpec("loadbench_judge_cost_dollars", "counter", RUN, "", "Judge spend in USD, apart from the candidate's cost."),
     MetricSpec("loadbench_good_requests", "counter", RUN, "", "Goodput: requests on time by every latency SLO and passing scoring (whole run)."),
     MetricSpec("loadbench_goodput_ratio", "gauge", RUN, "ratio", "Good requests / all attempts in the measurement window (errors and drops count against)."),
+    MetricSpec("loadbench_sessions", "counter", (*RUN, "kind", "outcome"), "",
+               "Finished sessions in the measurement window: kind conversation (multi-turn) or task (agentic); outcome passed, "
+               "failed, or incomplete (a request failed)."),
+    MetricSpec("loadbench_session_pass_ratio", "gauge", (*RUN, "kind"), "ratio",
+               "Passed / (passed + failed) sessions of a kind so far (only once such sessions finished)."),
     MetricSpec("loadbench_max_sustainable_rate_requests_per_second", "gauge", ("sweep_id", "scenario", "candidate"), "",
                "A sweep's result: the highest offered rate that met the SLO, confirmed with repeats (pushed at the end of a sweep)."),
     MetricSpec("loadbench_hdr_request_duration_seconds", "summary", RUN, "seconds",
@@ -233,6 +238,8 @@ class LoadbenchCollector(Collector):
         judge = self._family("loadbench_judge_cost_dollars")
         good_total = self._family("loadbench_good_requests")
         good_ratio = self._family("loadbench_goodput_ratio")
+        sessions = self._family("loadbench_sessions")
+        session_ratio = self._family("loadbench_session_pass_ratio")
         q = self.quality
         for name in self.recorder.candidates:
             labels = [*run, name]
@@ -240,8 +247,13 @@ class LoadbenchCollector(Collector):
             scorers: dict[str, tuple[int, int, int, int, dict[str, int]]] = {}
             judge_cost = 0.0
             good = (0, 0, 0)
+            kinds = {"conversation": (0, 0, 0), "task": (0, 0, 0)}  # sessions, passed, failed
             if q is not None:
                 with q.lock:
+                    agg = q.sessions.candidates.get(name) if q.sessions is not None else None
+                    if agg is not None:
+                        kinds = {"conversation": (agg.conversations.sessions, agg.conversations.passed, agg.conversations.failed),
+                                 "task": (agg.tasks.sessions, agg.tasks.passed, agg.tasks.failed)}
                     cq = q.candidates.get(name)
                     if cq is not None:
                         good = (cq.good_total, cq.good, cq.attempted)
@@ -268,7 +280,13 @@ class LoadbenchCollector(Collector):
             good_total.add_metric(labels, good[0])
             if good[2]:
                 good_ratio.add_metric(labels, good[1] / good[2])
-        yield from (answers, per_scorer, errors, acc, low, high, attempted, judge, good_total, good_ratio)
+            for kind, (n, passed, failed) in kinds.items():
+                sessions.add_metric([*labels, kind, "passed"], passed)
+                sessions.add_metric([*labels, kind, "failed"], failed)
+                sessions.add_metric([*labels, kind, "incomplete"], n - passed - failed)
+                if passed + failed:
+                    session_ratio.add_metric([*labels, kind], passed / (passed + failed))
+        yield from (answers, per_scorer, errors, acc, low, high, attempted, judge, good_total, good_ratio, sessions, session_ratio)
 
 
 class MetricsServer:

@@ -115,6 +115,8 @@ def test_exposition_matches_the_contract_and_labels_are_bounded():
     for spec in CONTRACT:
         if spec.name == "loadbench_max_sustainable_rate_requests_per_second":
             continue  # pushed by sweeps, not served by runs (tested in test_prometheus_e2e)
+        if spec.name == "loadbench_session_pass_ratio":
+            continue  # only once sessions finished (test_session_series)
         assert any(n in names for n in exposed_names(spec)), spec.name
     for _, labels in samples:
         for key, val in labels:
@@ -148,3 +150,30 @@ def test_metrics_server_serves_on_loopback_on_its_own_thread():
         assert "loadbench_requests_sent_total" in body
     finally:
         server.stop()
+
+
+
+def test_session_series():
+    from loadbench.sessions import SessionAggregator
+
+    recorder = Recorder(["a"])
+    quality = QualityAggregator(["a"], [[], []], sessions=SessionAggregator({1}, {0, 1}))
+    for r in (rec(0, verdict="pass"), rec(1, verdict="fail")):  # two one-request conversations
+        r.item_index = 0
+        recorder(r)
+        quality.add(r)
+    task = rec(2, verdict="pass")
+    task.item_index = 1
+    task.trajectory = {"calls": [], "steps": 1, "stopped": True, "retries": 0}
+    recorder(task)
+    quality.add(task)
+    recorder.flush()
+    _text, samples = scrape(recorder, quality)
+
+    def val(name, **labels):
+        return value(samples, name, candidate="a", **labels)
+
+    assert val("loadbench_sessions_total", kind="conversation", outcome="passed") == 1
+    assert val("loadbench_sessions_total", kind="conversation", outcome="failed") == 1
+    assert val("loadbench_sessions_total", kind="task", outcome="passed") == 1
+    assert val("loadbench_session_pass_ratio", kind="conversation") == 0.5
