@@ -13,6 +13,7 @@ Every load is bounded in time; every process started here is stopped by its PID.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -127,12 +128,10 @@ def memory(url: str, tmp: Path, requests: int, cpus: str) -> dict:
     t0 = time.monotonic()
 
     def rss_mb(pid: int) -> float:
-        try:
+        with contextlib.suppress(OSError):  # the process may have just exited
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) / 1024
-        except OSError:
-            pass
         return 0.0
 
     while proc.poll() is None:

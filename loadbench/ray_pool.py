@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from .runner import RunOutcome
-from .workers import FAILED, STOP, Member, Partition, PoolBase
+from .workers import FAILED, Member, Partition, PoolBase
 
 DRAIN_S = 0.02
 RAY_READY_TIMEOUT_S = 300.0
@@ -65,8 +65,7 @@ def check_reachable(address: str, timeout_s: float = 3.0) -> None:
     if parts.hostname is None or parts.port is None:
         raise ValueError(f"expected host:port or ray://host:port, got {address!r}")
     try:
-        with socket.create_connection((parts.hostname, parts.port), timeout=timeout_s):
-            pass
+        socket.create_connection((parts.hostname, parts.port), timeout=timeout_s).close()
     except OSError as exc:
         raise ConnectionError(f"{parts.hostname}:{parts.port} does not answer ({exc.strerror or exc})") from None
 
@@ -168,4 +167,4 @@ class RayPool(PoolBase):
                 ray.kill(m.handle)
 
 
-__all__ = ["STOP", "PartitionActor", "RayPool", "cluster_cpus", "connect"]
+__all__ = ["PartitionActor", "RayPool", "cluster_cpus", "connect"]

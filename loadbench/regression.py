@@ -53,11 +53,6 @@ def samples_by_candidate(records: Iterable[RequestResult]) -> dict[str, RunSampl
     return out
 
 
-def verdicts_by_key(records: Iterable[RequestResult]) -> dict[str, dict[tuple[int, str, int], str]]:
-    """candidate -> (seq, item, turn) -> pass|fail, over the measurement window."""
-    return {name: s.verdicts for name, s in samples_by_candidate(records).items()}
-
-
 def _bootstrap_ratio_low(base: np.ndarray, new: np.ndarray, stat: Any, rounds: int, seed: int = 7) -> float | None:
     """The 2.5th percentile of stat(new*) / stat(base*) over bootstrap resamples of each run."""
     if len(base) < 2 or len(new) < 2:

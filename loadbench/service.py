@@ -64,6 +64,10 @@ class ActiveRun:
     last_progress: str = ""
     stderr_tail: list[str] = field(default_factory=list)
     cancel_requested: bool = False
+    # results.jsonl lines counted so far, and up to where: progress reads only what is new
+    results_lines: int = 0
+    results_offset: int = 0
+    planned: int | None = None
 
 
 class ApiError(Exception):
@@ -424,18 +428,22 @@ class Service:
         return out
 
     def progress(self, run_id: str) -> dict[str, Any]:
+        """Lines in the run's results log (counted incrementally) and its planned requests."""
         active = self.active.get(run_id)
+        if active is None:
+            return {"results_lines": 0, "planned_requests_per_candidate": None, "last_line": None}
         run_dir = self._locate_run_dir(run_id)
-        lines = 0
         if run_dir is not None and (run_dir / "results.jsonl").exists():
             with open(run_dir / "results.jsonl", "rb") as f:
-                lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
-        planned = None
-        if run_dir is not None and (run_dir / "run.json").exists():
+                f.seek(active.results_offset)
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    active.results_lines += chunk.count(b"\n")
+                    active.results_offset += len(chunk)
+        if active.planned is None and run_dir is not None and (run_dir / "run.json").exists():
             with contextlib.suppress(OSError, ValueError):
-                planned = read_json(run_dir / "run.json").get("planned_requests")
-        return {"results_lines": lines, "planned_requests_per_candidate": planned,
-                "last_line": active.last_progress if active else None}
+                active.planned = read_json(run_dir / "run.json").get("planned_requests")
+        return {"results_lines": active.results_lines, "planned_requests_per_candidate": active.planned,
+                "last_line": active.last_progress}
 
     async def metrics_text(self) -> bytes:
         """Every active run's series (scraped from its own endpoint) merged, plus the service's."""

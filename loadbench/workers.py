@@ -10,6 +10,7 @@ because partitions keep the whole plan's positions, items and intended times.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import gc
@@ -274,7 +275,7 @@ class Member:
     handle: Any = None  # transport-specific: (process, reader, writer) or a Ray actor
 
 
-class PoolBase:
+class PoolBase(abc.ABC):
     """Drop-in for Runner in the engine (run / request_stop / stopping / dispatched): what is
     common to worker processes and Ray actors; subclasses start them and move the frames."""
 
@@ -302,10 +303,6 @@ class PoolBase:
     def dispatched(self) -> int:
         return sum(m.dispatched for m in self.members)
 
-    @property
-    def in_flight(self) -> int:
-        return sum(sum(m.in_flight.values()) for m in self.members)
-
     def request_stop(self, reason: str = "interrupted") -> None:
         if self._stops == 0:
             self.stop_reason = reason
@@ -313,8 +310,21 @@ class PoolBase:
         for m in self.members:
             self._send_stop(m, reason)
 
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Start the workers; return once every one has built its payloads."""
+
+    @abc.abstractmethod
+    async def run(self, t0_ns: int | None = None) -> RunOutcome:
+        """Start sending at t0_ns and feed every frame to `handle` until all workers ended."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Make sure no worker outlives the run."""
+
+    @abc.abstractmethod
     def _send_stop(self, m: Member, reason: str) -> None:
-        raise NotImplementedError
+        """Tell one worker to stop scheduling (a second time: to cancel)."""
 
     def handle(self, m: Member, kind: bytes, payload: Any) -> None:
         """One frame from a worker: records to the sink, status to the proxies."""
