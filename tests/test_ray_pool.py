@@ -19,7 +19,8 @@ DATASET = Path(__file__).resolve().parent.parent / "scenarios" / "data" / "suppo
 def records(tmp_path, path, *extra):
     out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
     code = main(["run", str(path), "--no-metrics", "--quiet", "--json", "--out", str(out), "--fail-on", "none",
-                 "--set", "validity.max_schedule_lag_p99_s=1", "--set", "validity.max_loop_cpu_ratio=10", *extra])
+                 "--set", "validity.max_schedule_lag_p99_s=1", "--set", "validity.max_loop_cpu_ratio=10",
+                 "--set", "validity.max_event_loop_lag_p99_s=1", *extra])
     assert code == 0
     (run_dir,) = list(out.iterdir())
     rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]

@@ -180,7 +180,10 @@ def test_baselines_regressions_metrics_and_compare(service, tmp_path):
     assert service.call("PUT", "/api/v1/baselines/quick.yaml/a", {"run_id": good["id"]})[0] == 200
     _, same = service.call("POST", "/api/v1/runs", {"scenario": "quick.yaml"})
     same = service.wait(same["id"], ("done", "failed"))
-    assert same["regression"]["regressed"] == []
+    checks = same["regression"]["candidates"]["a"]["checks"]
+    # the same traffic: answers and spend identical; latency may genuinely move on a busy machine
+    assert not checks["accuracy"]["regressed"] and checks["accuracy"]["diff"] == 0
+    assert not checks["cost_per_correct"]["regressed"]
     # the same traffic against a worse deployment: accuracy falls from ~74% to ~30%
     _, worse = service.call("POST", "/api/v1/runs", {"scenario": "quick.yaml",
                                                      "overrides": ["candidates.a.sim_params.accuracy=0.3"]})

@@ -25,7 +25,7 @@ def scenario(tmp_path, load, candidates="[{name: a, sim: small-fast}, {name: b, 
 def run_records(tmp_path, path, workers, *extra):
     out = tmp_path / f"w{workers}"
     code = main(["run", str(path), "--workers", str(workers), "--no-metrics", "--quiet", "--json", "--out", str(out),
-                 "--fail-on", "none", "--set", "validity.max_schedule_lag_p99_s=1", "--set", "validity.max_loop_cpu_ratio=10", *extra])
+                 "--fail-on", "none", "--set", "validity.max_schedule_lag_p99_s=1", "--set", "validity.max_loop_cpu_ratio=10", "--set", "validity.max_event_loop_lag_p99_s=1", *extra])
     assert code == 0
     (run_dir,) = list(out.iterdir())
     rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
