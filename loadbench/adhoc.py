@@ -16,7 +16,7 @@ from .scenario import Scenario
 
 def adhoc_scenario(base_url: str, *, mode: str, rate: float, concurrency: int, duration_s: float, stream: bool,
                    model: str, prompt_words: int, max_tokens: int | None, timeout_s: float, max_in_flight: int,
-                   warmup_s: float) -> Resolved:
+                   warmup_s: float, http_client: str = "fast") -> Resolved:
     request: dict[str, Any] = {} if max_tokens is None else {"max_tokens": max_tokens}
     if mode == "closed" or not (0 < rate < float("inf")):
         rate = 1.0  # closed loop: users send back to back and the rate is not used
@@ -24,7 +24,7 @@ def adhoc_scenario(base_url: str, *, mode: str, rate: float, concurrency: int, d
         "name": "load",
         "dataset": "(inline)",
         "candidates": [{"name": "target", "base_url": base_url, "model": model, "stream": stream, "request": request,
-                        "timeout_s": timeout_s, "max_in_flight": max_in_flight}],
+                        "timeout_s": timeout_s, "max_in_flight": max_in_flight, "http_client": http_client}],
         "load": {"arrival": "constant", "rate_qps": rate, "duration_s": duration_s, "warmup_s": warmup_s, "mode": mode,
                  "concurrency": concurrency if mode == "closed" else None},
         # an ad-hoc load is a measurement of the endpoint: report, do not judge the client

@@ -94,6 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     ld.add_argument("--max-tokens", type=int)
     ld.add_argument("--timeout", type=float, default=30.0)
     ld.add_argument("--max-in-flight", type=int, default=4096)
+    ld.add_argument("--http-client", choices=("fast", "aiohttp"), default="fast",
+                    help="fast: loadbench's lean HTTP/1.1 client (default); aiohttp: aiohttp's client")
     ld.add_argument("--json-out", help="write the result contract of shared/bench-peers here")
     ld.add_argument("--workers", type=int, default=1, help="sending processes (default 1)")
     ld.add_argument("--out", default="runs", help="where the run directory goes")
@@ -533,7 +535,7 @@ def _cmd_load(args: argparse.Namespace) -> int:
     resolved = adhoc_scenario(args.base_url.rstrip("/"), mode=args.mode, rate=args.rate, concurrency=args.concurrency,
                                  duration_s=args.duration, stream=args.stream, model=args.model, prompt_words=args.prompt_words,
                                  max_tokens=args.max_tokens, timeout_s=args.timeout, max_in_flight=args.max_in_flight,
-                                 warmup_s=args.warmup)
+                                 warmup_s=args.warmup, http_client=args.http_client)
     sys.setswitchinterval(0.0005)
     cpu0 = process_cpu_s()
     if not 1 <= args.workers <= 256:

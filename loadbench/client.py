@@ -11,6 +11,7 @@ import aiohttp
 import orjson
 
 from .clock import Clock
+from .http1 import BadResponse, ConnectFailed, Disconnected, Http1Pool
 from .records import ERROR, RequestResult
 from .sse import DONE, SSEDecoder
 from .tokens import cost_usd, estimate_tokens
@@ -159,6 +160,82 @@ class OpenAIClient:
             state.apply_event(data, now, chat)
         if not state.done and state.finish_reason is None:
             raise _Failure("stream_truncated", "stream ended without [DONE] or a finish_reason")
+
+
+class Http1Client:
+    """One per candidate, on the lean HTTP/1.1 pool (the default): the same records as OpenAIClient,
+    with streamed chunks parsed as they arrive instead of through a reader and an iterator."""
+
+    def __init__(self, pool: Http1Pool, settings: ClientSettings, clock: Clock) -> None:
+        self._pool = pool
+        self._s = settings
+        self._clock = clock
+        self._chat = settings.api == "chat"
+
+    def redact(self, text: str) -> str:
+        secret = self._s.secret
+        if secret and secret in text:
+            text = text.replace(secret, "[REDACTED]")
+        return text
+
+    async def send(self, payload: bytes, prompt_chars: int, r: RequestResult, t0_ns: int) -> None:
+        """As OpenAIClient.send: never raises for a failed request; lets cancellation through."""
+        clock = self._clock
+        s = self._s
+        chat = self._chat
+        state = _StreamState()
+        sink = None
+        if s.stream:
+            decoder = SSEDecoder()
+            feed = decoder.feed
+            apply = state.apply_event
+
+            def sink(chunk: bytes) -> None:
+                now = clock.now_ns() - t0_ns
+                for data in feed(chunk):
+                    apply(data, now, chat)
+
+        try:
+            r.sent_ns = clock.now_ns() - t0_ns
+            reply = await self._pool.post(payload, s.timeout_s, sink)
+            r.http_status = status = reply.status
+            if status >= 400:
+                if reply.retry_after:
+                    with contextlib.suppress(ValueError):  # an HTTP date instead of seconds: ignore it
+                        r.retry_after_s = min(float(reply.retry_after), 300.0)
+                raise _Failure(_http_class(status), _error_text(status, reply.body[:MAX_ERROR_BODY]), status)
+            if status >= 300:
+                raise _Failure("invalid_response", f"HTTP {status} redirect to {reply.location or '(no Location)'}: "
+                                                   "loadbench does not follow redirects; use the final address as base_url")
+            if reply.streamed:
+                now = clock.now_ns() - t0_ns
+                for data in decoder.close():
+                    state.apply_event(data, now, chat)
+                if not state.done and state.finish_reason is None:
+                    raise _Failure("stream_truncated", "stream ended without [DONE] or a finish_reason")
+            elif "json" in reply.content_type:
+                state.apply_body(reply.body, chat)
+            else:
+                raise _Failure("invalid_response", f"unexpected content type {reply.content_type or '(none)'!r}")
+            r.done_ns = clock.now_ns() - t0_ns
+        except _Failure as f:
+            _failed(r, clock.now_ns() - t0_ns, f.error_class, self.redact(str(f)))
+        except TimeoutError:
+            _failed(r, clock.now_ns() - t0_ns, "timeout", f"no complete response within {s.timeout_s:g} s")
+        except ConnectFailed as exc:
+            _failed(r, clock.now_ns() - t0_ns, "connect", self.redact(str(exc)))
+        except Disconnected as exc:
+            _failed(r, clock.now_ns() - t0_ns, "disconnected", self.redact(str(exc)))
+        except BadResponse as exc:
+            _failed(r, clock.now_ns() - t0_ns, "invalid_response", self.redact(str(exc)))
+        state.finish(r, prompt_chars, s)
+
+
+def _failed(r: RequestResult, done_ns: int, error_class: str, message: str) -> None:
+    r.done_ns = done_ns
+    r.status = ERROR
+    r.error_class = error_class
+    r.error = message
 
 
 def _http_class(status: int) -> str:

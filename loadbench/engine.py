@@ -235,6 +235,7 @@ async def execute(
     pooled = workers > 1 or ray_address is not None
     sims: list[SimProcess] = []
     sessions: list[aiohttp.ClientSession] = []
+    transports: list[Any] = []
     try:
         base_urls: dict[str, str] = {}
         sim_seed = scenario.load.seed
@@ -260,14 +261,13 @@ async def execute(
             judge_settings = build_judge_settings(judge_cfg, judge_base, resolved.judge_secret)
 
         plan = build_plan(scenario, resolved.items, resolved.trace)
-        if pooled:
-            # The workers build their own lanes; here only proxies (their in-flight counts)
-            # and a session per candidate for the preflight.
+        if pooled:  # the workers build their own lanes; here only proxies (their in-flight counts)
             lanes = [Lane(c.name, _sent_by_workers, c.max_in_flight) for c in scenario.candidates]
-            built_sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=not c.insecure), trust_env=False)
-                              for c in scenario.candidates]
         else:
-            lanes, built_sessions = build_lanes(resolved, base_urls, clock)
+            lanes, transports = build_lanes(resolved, base_urls, clock)
+        # a plain session per candidate for the preflight, apart from the sending pools
+        built_sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=not c.insecure), trust_env=False)
+                          for c in scenario.candidates]
         sessions.extend(built_sessions)
         preflight: list[Any] = []
         for index, cand in enumerate(scenario.candidates):
@@ -279,7 +279,7 @@ async def execute(
         if problems:
             raise ConfigError(problems)
         if not pooled:
-            await prewarm_lanes(resolved, built_sessions, base_urls)
+            await prewarm_lanes(resolved, transports)
 
         run_id = new_run_id(scenario.name)
         run_dir = out_root / run_id
@@ -501,7 +501,7 @@ async def execute(
     finally:
         if pool is not None:
             await pool.close()
-        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+        await asyncio.gather(*(s.close() for s in sessions), *(t.close() for t in transports), return_exceptions=True)
         await asyncio.gather(*(stop_sim(s) for s in sims), return_exceptions=True)
 
 

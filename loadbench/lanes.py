@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from .client import ClientSettings, OpenAIClient, build_payload, endpoint_url
+from .client import ClientSettings, Http1Client, OpenAIClient, build_payload, endpoint_url
 from .clock import Clock
 from .conversation import ConversationDriver, ThinkTime, prompt_chars
 from .dataset import Item
+from .http1 import Http1Pool
 from .records import ERROR, RequestResult, reset_for_retry
 from .runner import Lane
 from .scenario import Candidate, Retry, Scenario
@@ -59,12 +60,24 @@ async def prewarm(session: aiohttp.ClientSession, base_url: str, headers: dict[s
     return sum(await asyncio.gather(*(one() for _ in range(n))))
 
 
-async def prewarm_lanes(resolved: Resolved, sessions: list[aiohttp.ClientSession], base_urls: dict[str, str]) -> None:
+class AiohttpTransport:
+    """A candidate's aiohttp session (http_client: aiohttp), opened and closed like an Http1Pool."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, headers: dict[str, str]) -> None:
+        self.session = session
+        self._base_url = base_url
+        self._headers = headers
+
+    async def prewarm(self, n: int) -> int:
+        return await prewarm(self.session, self._base_url, self._headers, n)
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+async def prewarm_lanes(resolved: Resolved, transports: list[Http1Pool | AiohttpTransport]) -> None:
     scenario = resolved.scenario
-    await asyncio.gather(*(
-        prewarm(session, base_urls[cand.name], candidate_headers(cand, resolved.secrets.get(cand.name)), prewarm_count(scenario, cand))
-        for cand, session in zip(scenario.candidates, sessions)
-    ))
+    await asyncio.gather(*(t.prewarm(prewarm_count(scenario, cand)) for cand, t in zip(scenario.candidates, transports)))
 
 
 def think_time(scenario: Scenario) -> ThinkTime:
@@ -72,21 +85,16 @@ def think_time(scenario: Scenario) -> ThinkTime:
     return ThinkTime("fixed", float(think)) if isinstance(think, (int, float)) else ThinkTime(**think.model_dump())
 
 
-def build_lanes(resolved: Resolved, base_urls: dict[str, str], clock: Clock) -> tuple[list[Lane], list[aiohttp.ClientSession]]:
-    """One lane per candidate, each with its own connection pool; the caller closes the sessions."""
+def build_lanes(resolved: Resolved, base_urls: dict[str, str], clock: Clock) -> tuple[list[Lane], list[Http1Pool | AiohttpTransport]]:
+    """One lane per candidate, each with its own connection pool; the caller closes the transports.
+    Must run inside the event loop that will send."""
     scenario = resolved.scenario
     prefix = shared_prefix(scenario.load.shared_prefix_tokens)
     has_sessions = any(item.is_session for item in resolved.items)
     lanes: list[Lane] = []
-    sessions: list[aiohttp.ClientSession] = []
+    transports: list[Http1Pool | AiohttpTransport] = []
     for cand in scenario.candidates:
         secret = resolved.secrets.get(cand.name)
-        connector = aiohttp.TCPConnector(
-            limit=cand.max_in_flight, limit_per_host=cand.max_in_flight,
-            ssl=not cand.insecure, ttl_dns_cache=300,
-        )
-        session = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=False)
-        sessions.append(session)
         pricing = cand.pricing
         if cand.sim is not None and pricing.input_per_mtok == 0 and pricing.output_per_mtok == 0:
             prof = PROFILES[cand.sim]
@@ -100,7 +108,18 @@ def build_lanes(resolved: Resolved, base_urls: dict[str, str], clock: Clock) -> 
             output_per_mtok=pricing.output_per_mtok, cached_input_per_mtok=pricing.cached_input_per_mtok,
             secret=secret, max_response_bytes=cand.max_response_bytes,
         )
-        client = OpenAIClient(session, settings, clock)
+        client: Http1Client | OpenAIClient
+        if cand.http_client == "fast":
+            pool = Http1Pool(settings.url, settings.headers, limit=cand.max_in_flight, verify_tls=not cand.insecure,
+                             max_body_bytes=cand.max_response_bytes)
+            transports.append(pool)
+            client = Http1Client(pool, settings, clock)
+        else:
+            connector = aiohttp.TCPConnector(limit=cand.max_in_flight, limit_per_host=cand.max_in_flight,
+                                             ssl=not cand.insecure, ttl_dns_cache=300)
+            session = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=False)
+            transports.append(AiohttpTransport(session, base_urls[cand.name], settings.headers))
+            client = OpenAIClient(session, settings, clock)
         model = cand.model or (f"sim-{cand.sim}" if cand.sim else None)
         params = [candidate_params(cand, item) for item in resolved.items]
         payloads = [
@@ -117,7 +136,7 @@ def build_lanes(resolved: Resolved, base_urls: dict[str, str], clock: Clock) -> 
             follow_payload = _session_payloads(driver, cand, model, params)
         lanes.append(Lane(cand.name, _make_send(client, payloads, chars, cand.retry, follow_payload),
                           cand.max_in_flight, follow_up=driver.follow_up if driver is not None else None))
-    return lanes, sessions
+    return lanes, transports
 
 
 def candidate_params(cand: Candidate, item: Item) -> dict[str, Any]:
@@ -139,7 +158,7 @@ def _session_payloads(driver: ConversationDriver, cand: Candidate, model: str | 
     return payload
 
 
-def _make_send(client: OpenAIClient, payloads: list[bytes], prompt_chars: list[int], retry: Retry,
+def _make_send(client: Http1Client | OpenAIClient, payloads: list[bytes], prompt_chars: list[int], retry: Retry,
                follow_payload: Any = None):
     send = client.send
     if retry.max_attempts <= 1 and follow_payload is None:

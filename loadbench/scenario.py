@@ -65,6 +65,8 @@ class Candidate(_Strict):
     max_in_flight: int = Field(512, ge=1, le=100_000)
     pricing: Pricing = Field(default_factory=Pricing)
     insecure: bool = False
+    # fast: loadbench's lean HTTP/1.1 client (keep-alive, llhttp parser); aiohttp: aiohttp's client
+    http_client: Literal["fast", "aiohttp"] = "fast"
 
     @model_validator(mode="after")
     def _endpoint(self) -> Candidate:

@@ -121,7 +121,7 @@ class Partition:
         self.emit = emit
         self.runner: Runner | None = None
         self._lanes: list[Lane] = []
-        self._sessions: list[Any] = []
+        self._transports: list[Any] = []
         self._pending: list[RequestResult] = []
         self._lags: list[int] = []
         self._flush_handle: asyncio.TimerHandle | None = None
@@ -151,8 +151,8 @@ class Partition:
             trace = TraceReplay(np.asarray(t["offsets_ns"], dtype=np.int64), t["item_of_row"], items, t["span_s"], t["rows"], False)
         resolved = Resolved(scenario, spec["scenario_path"], None, items, secrets, [], trace=trace)
         self.clock = MonotonicClock()
-        self._lanes, self._sessions = build_lanes(resolved, spec["base_urls"], self.clock)
-        await prewarm_lanes(resolved, self._sessions, spec["base_urls"])
+        self._lanes, self._transports = build_lanes(resolved, spec["base_urls"], self.clock)
+        await prewarm_lanes(resolved, self._transports)
         plan = build_plan(scenario, resolved.items, resolved.trace).partition(spec["index"], spec["count"])
         self.runner = Runner(plan, self._lanes, self._sink, self.clock, on_saturation=scenario.load.on_saturation,
                              grace_ns=int(scenario.load.grace_s * 1e9), loop_lag_sink=self._lags.append)
@@ -202,7 +202,7 @@ class Partition:
             tick.cancel()
             await asyncio.gather(tick, return_exceptions=True)
             gc.unfreeze()
-            await asyncio.gather(*(s.close() for s in self._sessions), return_exceptions=True)
+            await asyncio.gather(*(t.close() for t in self._transports), return_exceptions=True)
         cpu_ratio = (time.thread_time() - cpu_before) / max((self.clock.now_ns() - wall_before) / 1e9, 1e-9)
         self.flush()
         self._closed = True

@@ -7,8 +7,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from loadbench.client import ClientSettings, OpenAIClient, build_payload
+from loadbench.client import ClientSettings, Http1Client, OpenAIClient, build_payload
 from loadbench.clock import MonotonicClock
+from loadbench.http1 import Http1Pool
 from loadbench.records import ERROR, OK, RequestResult
 from tests.conftest import read_http_request
 
@@ -62,10 +63,29 @@ async def call(base, *, stream=True, api="chat", timeout_s=5.0, secret=None, max
                             prompt="hi", params={"max_tokens": 5})
     clock = MonotonicClock()
     r = RequestResult(seq=0, candidate="c", item_id="x", item_index=0, epoch=0, intended_ns=0, in_window=True)
-    async with aiohttp.ClientSession() as session:
-        t0 = clock.now_ns()
-        await OpenAIClient(session, settings, clock).send(payload, 40, r, t0)
+    if CLIENT[0] == "aiohttp":
+        async with aiohttp.ClientSession() as session:
+            t0 = clock.now_ns()
+            await OpenAIClient(session, settings, clock).send(payload, 40, r, t0)
+    else:
+        pool = Http1Pool(settings.url, settings.headers, limit=4, max_body_bytes=max_bytes)
+        try:
+            t0 = clock.now_ns()
+            await Http1Client(pool, settings, clock).send(payload, 40, r, t0)
+        finally:
+            await pool.close()
     return r
+
+
+CLIENT = ["fast"]
+
+
+@pytest.fixture(autouse=True, params=["fast", "aiohttp"])
+def client_kind(request):
+    """Every test runs against both HTTP clients: the lean default and aiohttp."""
+    CLIENT[0] = request.param
+    yield request.param
+    CLIENT[0] = "fast"
 
 
 async def test_stream_with_prelude_usage_and_split_frames(serve_app):
