@@ -99,14 +99,24 @@ def _peer_rows(data: dict) -> dict:
 
 # ---------------------------------------------------------------------------- B4, B5, B7
 
+def floor(rate: int, duration: int, cpus: str) -> dict:
+    """bench/floor.py: how late this machine wakes an empty loop at `rate` on `cpus` (no requests)."""
+    proc = subprocess.run(["taskset", "-c", cpus.split(",")[0], sys.executable, str(ROOT / "bench" / "floor.py"), "--rate", str(rate),
+                           "--duration", str(duration)], capture_output=True, text=True, timeout=600, env=ENV)
+    return json.loads(proc.stdout) if proc.returncode == 0 else {"error": proc.stderr[-500:]}
+
+
 def pacing(url: str, tmp: Path, rates: list[int], duration: int, workers: int, cpus: str) -> list[dict]:
+    """Each rate is measured right after the machine's own floor at that rate on the same CPU."""
     rows = []
     for rate in rates:
+        fl = floor(rate, duration, cpus)
         r = load_json(url, tmp, "--mode", "open", "--rate", str(rate), "--duration", str(duration),
                       workers=workers, cpus=cpus)
         lag = r.get("schedule_lag") or {}
         rows.append({"offered": rate, "achieved": r["sent_rps"], "ratio": (r["sent_rps"] or 0) / rate,
-                     "lag_p50_ms": lag.get("p50"), "lag_p99_ms": lag.get("p99"), "errors": r["n_err"], "workers": workers})
+                     "lag_p50_ms": lag.get("p50"), "lag_p99_ms": lag.get("p99"), "errors": r["n_err"], "workers": workers,
+                     "floor_p99_ms": fl.get("late_p99_ms"), "floor_steal_share": fl.get("steal_share")})
     return rows
 
 
@@ -179,11 +189,15 @@ def render(res: dict) -> str:
         lines += [f"B1-B3: not run ({p.get('error')})", ""]
     if "B4" in res:
         lines += ["## B4 pacing (open loop, constant arrivals, non-streaming, pre-rendered server pinned to one CPU)", "",
-                  "| workers | offered req/s | achieved | achieved/offered | lag p50 ms | lag p99 ms | errors |", "|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| workers | offered req/s | achieved | achieved/offered | lag p50 ms | lag p99 ms | errors | floor p99 ms | CPU steal |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in res["B4"]:
+            steal = r.get("floor_steal_share")
             lines.append(f"| {r['workers']} | {r['offered']:,} | {fmt(r['achieved'], ',.1f')} | {r['ratio']:.4f} | "
-                         f"{fmt(r['lag_p50_ms'], '.3f')} | {fmt(r['lag_p99_ms'], '.3f')} | {r['errors']} |")
-        lines.append("")
+                         f"{fmt(r['lag_p50_ms'], '.3f')} | {fmt(r['lag_p99_ms'], '.3f')} | {r['errors']} | "
+                         f"{fmt(r.get('floor_p99_ms'), '.3f')} | {fmt(None if steal is None else 100 * steal, '.1f')}% |")
+        lines += ["", "floor: bench/floor.py run just before, on the same CPU: the wake-up lateness of an empty loop paced the same way "
+                  "(no requests), and the share of that CPU the hypervisor took meanwhile (steal). A sender cannot beat the floor.", ""]
     if "B5" in res:
         m = res["B5"]
         lines += ["## B5 memory (closed loop, 64 in flight, non-streaming)", "",

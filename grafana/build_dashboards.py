@@ -152,6 +152,16 @@ def comparison_dashboard() -> dict[str, Any]:
     lay.add(timeseries("Quality error classes", "Failed or unscored answers by scorer and error class (measurement window, cumulative).", "short", [
         target(f"sum by (candidate, scorer, error_class) (loadbench_eval_errors_total{{{M}}})", "{{candidate}} {{scorer}} {{error_class}}"),
     ]), 12, 8)
+    lay.row("Sessions and agent tasks")
+    lay.add(timeseries("Session and task pass rate", "Multi-turn conversations whose every turn passed, and agentic tasks whose trajectory and "
+                       "final answer passed, over those finished so far (empty until a run has sessions or tasks).", "percentunit", [
+        target(f'sum by (candidate, kind) (loadbench_sessions_total{{{M}, outcome="passed"}}) / '
+               f'sum by (candidate, kind) (loadbench_sessions_total{{{M}, outcome=~"passed|failed"}})', "{{candidate}} {{kind}}"),
+    ]), 12, 8)
+    lay.add(timeseries("Sessions and tasks finished", "Finished conversations and agentic tasks per second by outcome "
+                       "(incomplete: cut by the end of the run).", "reqps", [
+        target(f"sum by (candidate, kind, outcome) (rate(loadbench_sessions_total{{{M}}}[$__rate_interval]))", "{{candidate}} {{kind}} {{outcome}}"),
+    ]), 12, 8)
     lay.row("Latency")
     for title, metric, q, desc in (
         ("Latency p95 (from intended send)", "loadbench_request_duration_seconds", 0.95,

@@ -14,6 +14,9 @@ import orjson
 # rate (one modest core, streaming responses), so that "auto" errs towards more workers.
 DEFAULT_WORKER_RPS = 1500.0
 HEADROOM = 0.5  # plan each worker at half its measured ceiling: pacing stays precise below it
+# Bumped when the sending path's cost changes a lot (2: the lean HTTP/1.1 client): an older
+# measurement no longer describes this client and is ignored until `loadbench calibrate` reruns.
+CALIBRATION_FORMAT = 2
 
 
 def calibration_path() -> Path:
@@ -27,14 +30,15 @@ def load_calibration() -> dict[str, Any] | None:
         data = orjson.loads(calibration_path().read_bytes())
     except (OSError, orjson.JSONDecodeError):
         return None
-    return data if isinstance(data, dict) and data.get("worker_rps") else None
+    ok = isinstance(data, dict) and data.get("worker_rps") and data.get("format") == CALIBRATION_FORMAT
+    return data if ok else None
 
 
 def save_calibration(result: dict[str, Any]) -> Path:
     path = calibration_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(orjson.dumps({**result, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+    tmp.write_bytes(orjson.dumps({**result, "format": CALIBRATION_FORMAT, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
                                  option=orjson.OPT_INDENT_2))
     os.replace(tmp, path)
     return path

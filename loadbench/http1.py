@@ -185,6 +185,9 @@ class _Conn(asyncio.Protocol):
             self._parts.append(body)
 
     def on_message_complete(self) -> None:
+        if self._fut is None:  # a second answer nobody asked for: never reuse this connection
+            self.alive = False
+            return
         if self._status < 200:  # an interim 1xx answer: the real one follows
             self._reset()
             return

@@ -33,6 +33,11 @@ def test_calibrate_measures_saves_and_run_warns_before_an_overload(tmp_path, mon
     assert "one worker:" in out and "--workers" in out
     saved = json.loads((tmp_path / "cache" / "calibration.json").read_text())
     assert saved["measured_at"]
+    # a measurement of an older client (no format, or another one) is not trusted
+    stale = tmp_path / "cache" / "calibration.json"
+    stale.write_text(json.dumps({k: v for k, v in saved.items() if k != "format"}))
+    assert load_calibration() is None
+    stale.write_text(json.dumps(saved))
     # a plan far above the calibrated ceiling is flagged before any traffic
     scenario = tmp_path / "s.yaml"
     scenario.write_text("""

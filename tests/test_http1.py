@@ -306,3 +306,40 @@ async def test_prewarm_opens_idle_connections_used_by_later_requests(serve_raw):
         assert len(peers) == 5 and pool.open_connections == 5
     finally:
         await pool.close()
+
+
+async def test_https_verifies_certificates_unless_told_not_to(tmp_path):
+    import ssl
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    async def handler(request):
+        return web.json_response({"tls": True, "body": (await request.read()).decode()})
+
+    app = web.Application()
+    app.router.add_post("/v1", handler)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        strict = Http1Pool(f"https://127.0.0.1:{port}/v1", HEADERS, limit=1)
+        with pytest.raises(ConnectFailed, match="certificate"):
+            await strict.post(b"{}", 5)
+        await strict.close()
+        lax = Http1Pool(f"https://127.0.0.1:{port}/v1", HEADERS, limit=1, verify_tls=False)
+        try:
+            reply = await lax.post(b'{"q":1}', 5)
+            assert reply.status == 200 and json.loads(reply.body) == {"tls": True, "body": '{"q":1}'}
+            assert (await lax.post(b"{}", 5)).status == 200 and lax.open_connections == 1  # keep-alive over TLS
+        finally:
+            await lax.close()
+    finally:
+        await runner.cleanup()
