@@ -123,7 +123,8 @@ def pacing(url: str, tmp: Path, rates: list[int], duration: int, workers: int, c
 def closed_rate(url: str, tmp: Path, duration: int, workers: int, cpus: str, stream: bool = False) -> dict:
     args = ["--mode", "closed", "--concurrency", "64", "--duration", str(duration), "--warmup", "1"] + (["--stream"] if stream else [])
     r = load_json(url, tmp, *args, workers=workers, cpus=cpus)
-    return {"rps": r["rps"], "chunks_per_s": r["chunks_per_s"], "errors": r["n_err"], "workers": workers}
+    return {"rps": r["rps"], "chunks_per_s": r["chunks_per_s"], "errors": r["n_err"], "workers": workers,
+            "client_cpu_s": r.get("cpu_s"), "completed": r.get("n_ok")}
 
 
 def memory(url: str, tmp: Path, requests: int, cpus: str) -> dict:
@@ -215,9 +216,16 @@ def render(res: dict) -> str:
             field = "chunks_per_s" if key == "closed_stream" else "rps"
             ratio = (two[field] / one[field]) if one.get(field) and two.get(field) else None
             lines.append(f"| {label} | {fmt(one.get(field))} | {fmt(two.get(field))} | {fmt(ratio, '.2f')}x |")
+        for key, label in (("closed", "completed requests per client CPU-second"), ("closed_stream", "streamed responses per client CPU-second")):
+            one, two = b[key]
+            per = [(x["completed"] / x["client_cpu_s"]) if x.get("completed") and x.get("client_cpu_s") else None for x in (one, two)]
+            ratio = per[1] / per[0] if per[0] and per[1] else None
+            lines.append(f"| {label} | {fmt(per[0])} | {fmt(per[1])} | {fmt(ratio, '.2f')}x |")
         lines += ["", f"Server pinned to CPU {b['server_cpu']}; the client processes may use CPUs {b['client_cpus']}. "
-                  "With two CPUs the two workers, the coordinator and the server share two cores, so this ratio is a "
-                  "floor of the scale-out factor, not the factor itself.", ""]
+                  "With two CPUs the two workers, the coordinator and the server share two cores, so the throughput ratio is a "
+                  "floor of the scale-out factor, not the factor itself. The per-CPU-second rows (coordinator and workers "
+                  "together, start-up included) show what a worker costs: 2 x their ratio is the factor when every worker "
+                  "has a free core.", ""]
     return "\n".join(lines)
 
 
