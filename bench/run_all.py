@@ -81,7 +81,11 @@ def peers(quick: bool) -> dict:
            "--rate {rate} --concurrency {concurrency} --duration {duration} {stream_flag} --json-out {json_out} --out {workdir}/lb-runs",
            "LOADBENCH_VERSION_CMD": f"{sys.executable} -m loadbench --version"}
     md = RESULTS / "peers.md"
-    proc = subprocess.run(["bash", str(peers_dir / "run.sh"), "--out", str(md), "--tools", "loadbench,ref_aiohttp,wrk,hey",
+    # every peer the harness finds installed (its setup.sh installs the heavy Python tools), always with loadbench
+    listing = subprocess.run([sys.executable, str(peers_dir / "peers.py"), "--list"], capture_output=True, text=True, timeout=120, env=env)
+    tools = ["loadbench"] + [line.split()[0] for line in listing.stdout.splitlines()
+                             if line.split()[1:2] == ["ok"] and line.split()[0] != "loadbench"]
+    proc = subprocess.run(["bash", str(peers_dir / "run.sh"), "--out", str(md), "--tools", ",".join(tools),
                            "--measures", "M1,M2,M3"], capture_output=True, text=True, timeout=3600, env=env)
     raw = re.search(r"Raw outputs: `([^`]+)`", md.read_text()) if md.exists() else None
     if proc.returncode != 0 or raw is None:

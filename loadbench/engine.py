@@ -403,10 +403,13 @@ async def execute(
         history: list[tuple[float, dict[str, tuple[int, int, int]]]] = []
 
         async def ticker() -> None:
+            next_tick = loop.time()
             while True:
-                await asyncio.sleep(1.0)
+                next_tick += 1.0  # on a fixed grid: the work below does not push later ticks back
+                await asyncio.sleep(max(0.0, next_tick - loop.time()))
                 elapsed = (clock.now_ns() - runner.t0_ns) / NS_PER_S
-                recorder.flush(elapsed)
+                for _ in recorder.flush_steps(elapsed):
+                    await asyncio.sleep(0)  # sends that fell due go out between the steps
                 if scenario.abort_on and not runner.stopping:
                     reason = _abort_reason(scenario.abort_on, recorder, history, elapsed)
                     if reason:

@@ -140,7 +140,10 @@ class _Conn(asyncio.Protocol):
         self._pool._lost(self)
         if self._fut is not None:
             if self._headers_done and self._until_close and exc is None:
-                self.on_message_complete()  # an HTTP/1.0-style body that ends when the peer closes
+                try:
+                    self.on_message_complete()  # an HTTP/1.0-style body that ends when the peer closes
+                except Exception as error:  # what the sink raised on the last bytes
+                    self._finish(error)
             else:
                 self._finish(Disconnected("connection closed before the response was complete"
                                           if exc is None else f"connection lost: {exc}"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -191,8 +192,14 @@ class CandidateRecorder:
 
     def flush(self) -> None:
         """Move buffered values into the interval and window histograms."""
+        for _ in self.flush_steps():
+            pass
+
+    def flush_steps(self) -> Iterator[None]:
+        """flush() one metric at a time, yielding between them (records may arrive meanwhile)."""
         buffers = self._buffers
-        for metric, (outside, inside) in buffers.items():
+        for metric in list(buffers):
+            outside, inside = buffers[metric]
             if not inside and not outside:
                 continue
             buffers[metric] = (array("q"), array("q"))  # fresh buffers; numpy keeps reading the old ones
@@ -205,6 +212,7 @@ class CandidateRecorder:
                 values = np.frombuffer(outside, dtype=np.int64)
                 self.overflows += record_batch(self.interval[metric], values)
                 self.prom[metric].add(values)
+            yield
 
 
 class Recorder:
@@ -227,13 +235,21 @@ class Recorder:
 
     def flush(self, now_s: float | None = None) -> None:
         """Record buffered values; with an interval log, also close the interval at now_s."""
+        for _ in self.flush_steps(now_s):
+            pass
+
+    def flush_steps(self, now_s: float | None = None) -> Iterator[None]:
+        """flush() in steps of about 0.1-0.3 ms, yielding between them, so that the sending loop
+        can send what falls due meanwhile instead of waiting for the whole flush (~2 ms)."""
         if self._loop_lag_buf:
             lags, self._loop_lag_buf = self._loop_lag_buf, array("q")
             values = np.frombuffer(lags, dtype=np.int64)
             record_batch(self.loop_lag, values)
             self.loop_lag_prom.add(values)
         for rec in self.candidates.values():
-            rec.flush()
+            yield from rec.flush_steps()
+        # every buffered value up to here is in the interval histograms; what arrives from now
+        # on waits in the buffers for the next flush, so the interval can be closed in steps too
         if self._hlog is not None and now_s is not None:
             length = max(0.0, now_s - self._interval_start_s)
             for rec in self.candidates.values():
@@ -241,6 +257,7 @@ class Recorder:
                     if hist.get_total_count():
                         self._hlog.write_interval(f"{rec.name}.{metric}", self._interval_start_s, length, hist)
                         reset(hist)
+                        yield
             self._hlog.flush()
             self._interval_start_s = now_s
         else:

@@ -2,13 +2,15 @@
 on, the accounting identities hold exactly and every scheduled request has one log line."""
 
 import asyncio
+import contextlib
 import json
 
 import aiohttp
 import pytest
 
-from loadbench.client import ClientSettings, OpenAIClient, build_payload
+from loadbench.client import ClientSettings, Http1Client, OpenAIClient, build_payload
 from loadbench.clock import MonotonicClock
+from loadbench.http1 import Http1Pool
 from loadbench.pacer import ItemOrder, arrival_offsets_ns
 from loadbench.rebuild import rebuild_summary
 from loadbench.recorder import Recorder
@@ -22,15 +24,21 @@ from loadbench.summary import build_summary
 FAST = PROFILES["instant"]
 
 
-async def run_against(base, tmp_path, *, rate=40.0, duration_s=1.5, timeout_s=1.0, max_bytes=16 << 20, stream=True):
+async def run_against(base, tmp_path, *, rate=40.0, duration_s=1.5, timeout_s=1.0, max_bytes=16 << 20, stream=True, kind="fast"):
     clock = MonotonicClock()
     recorder = Recorder(["c"])
     log = ResultsLog(tmp_path / "results.jsonl")
     sink = lambda r: (recorder(r), log(r))
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
-        client = OpenAIClient(session, ClientSettings(url=base + "/v1/chat/completions", api="chat", stream=stream,
-                                                      timeout_s=timeout_s, headers={"Content-Type": "application/json"},
-                                                      max_response_bytes=max_bytes), clock)
+    settings = ClientSettings(url=base + "/v1/chat/completions", api="chat", stream=stream, timeout_s=timeout_s,
+                              headers={"Content-Type": "application/json"}, max_response_bytes=max_bytes)
+    async with contextlib.AsyncExitStack() as stack:
+        if kind == "aiohttp":
+            session = await stack.enter_async_context(aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)))
+            client = OpenAIClient(session, settings, clock)
+        else:
+            pool = Http1Pool(settings.url, settings.headers, limit=256, max_body_bytes=max_bytes)
+            stack.push_async_callback(pool.close)
+            client = Http1Client(pool, settings, clock)
         payload = build_payload(api="chat", model="m", stream=stream, messages=[{"role": "user", "content": "hello"}], prompt="hello", params={})
 
         async def send(item_index, r, t0):
@@ -70,10 +78,11 @@ def check_identities(s, planned, tmp_path):
         ("no_length_close", "invalid_response", {}),
     ],
 )
-async def test_each_fault_is_classified_and_the_run_goes_on(serve_app, tmp_path, fault, error_class, extra):
+@pytest.mark.parametrize("kind", ["fast", "aiohttp"])
+async def test_each_fault_is_classified_and_the_run_goes_on(serve_app, tmp_path, fault, error_class, extra, kind):
     spec = FaultSpec.model_validate({fault: 0.3, **extra})
     base = await serve_app(build_app(FAST, [], seed=5, faults=spec))
-    s, outcome, planned = await run_against(base, tmp_path, max_bytes=100_000)
+    s, outcome, planned = await run_against(base, tmp_path, max_bytes=100_000, kind=kind)
     assert outcome.stop_reason == "completed"
     errors = s["requests"]["errors"]
     assert errors.get(error_class, 0) >= 3, errors
