@@ -78,13 +78,7 @@ class Candidate(_Strict):
 
     _url = field_validator("base_url")(classmethod(lambda cls, v: _check_url(v)))
 
-    @field_validator("headers")
-    @classmethod
-    def _no_auth_header(cls, v: dict[str, str]) -> dict[str, str]:
-        for key in v:
-            if key.lower() in ("authorization", "api-key", "x-api-key"):
-                raise ValueError(f"header {key!r} would put a secret in the scenario file; use api_key_env")
-        return v
+    _headers = field_validator("headers")(classmethod(lambda cls, v: _check_headers(v)))
 
 
 class ThinkTimeConfig(_Strict):
@@ -177,6 +171,15 @@ class Load(_Strict):
         return self
 
 
+def _check_headers(headers: dict[str, str]) -> dict[str, str]:
+    for key, value in headers.items():
+        if key.lower() in ("authorization", "api-key", "x-api-key"):
+            raise ValueError(f"header {key!r} would put a secret in the scenario file; use api_key_env")
+        if not key or any(c in key for c in ":\r\n\0 ") or any(c in value for c in "\r\n\0"):
+            raise ValueError(f"header {key!r}: names cannot be empty or hold ':', spaces or line breaks, values cannot hold line breaks")
+    return headers
+
+
 class JudgeConfig(_Strict):
     """The LLM judge: its own endpoint, pool, concurrency and rate budget."""
 
@@ -191,6 +194,8 @@ class JudgeConfig(_Strict):
     max_tokens: int = Field(512, ge=16)
     allow_self_judge: bool = False
     pricing: Pricing = Field(default_factory=Pricing)
+
+    _headers = field_validator("headers")(classmethod(lambda cls, v: _check_headers(v)))
 
     @model_validator(mode="after")
     def _endpoint(self) -> JudgeConfig:
