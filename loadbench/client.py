@@ -33,6 +33,12 @@ class ClientSettings:
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     secret: str | None = None  # redacted from anything stored
 
+    def redact(self, text: str) -> str:
+        secret = self.secret
+        if secret and secret in text:
+            text = text.replace(secret, "[REDACTED]")
+        return text
+
 
 def endpoint_url(base_url: str, api: str) -> str:
     return base_url.rstrip("/") + ("/chat/completions" if api == "chat" else "/completions")
@@ -80,12 +86,6 @@ class OpenAIClient:
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
         self._chat = settings.api == "chat"
 
-    def redact(self, text: str) -> str:
-        secret = self._s.secret
-        if secret and secret in text:
-            text = text.replace(secret, "[REDACTED]")
-        return text
-
     async def send(self, payload: bytes, prompt_chars: int, r: RequestResult, t0_ns: int) -> None:
         """Send `payload`; record times (offsets from t0_ns), output, usage and outcome in `r`.
 
@@ -116,30 +116,15 @@ class OpenAIClient:
                     raise _Failure("invalid_response", f"unexpected content type {ctype or '(none)'!r}")
             r.done_ns = clock.now_ns() - t0_ns
         except _Failure as f:
-            r.done_ns = clock.now_ns() - t0_ns
-            r.status = ERROR
-            r.error_class = f.error_class
-            r.error = self.redact(str(f))
+            _failed(r, clock.now_ns() - t0_ns, f.error_class, self._s.redact(str(f)))
         except TimeoutError:
-            r.done_ns = clock.now_ns() - t0_ns
-            r.status = ERROR
-            r.error_class = "timeout"
-            r.error = f"no complete response within {self._s.timeout_s:g} s"
+            _failed(r, clock.now_ns() - t0_ns, "timeout", f"no complete response within {self._s.timeout_s:g} s")
         except aiohttp.ClientConnectorError as exc:
-            r.done_ns = clock.now_ns() - t0_ns
-            r.status = ERROR
-            r.error_class = "connect"
-            r.error = self.redact(f"{type(exc).__name__}: {exc}")
+            _failed(r, clock.now_ns() - t0_ns, "connect", self._s.redact(f"{type(exc).__name__}: {exc}"))
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError) as exc:
-            r.done_ns = clock.now_ns() - t0_ns
-            r.status = ERROR
-            r.error_class = "disconnected"
-            r.error = self.redact(f"{type(exc).__name__}: {exc}")
+            _failed(r, clock.now_ns() - t0_ns, "disconnected", self._s.redact(f"{type(exc).__name__}: {exc}"))
         except aiohttp.ClientResponseError as exc:
-            r.done_ns = clock.now_ns() - t0_ns
-            r.status = ERROR
-            r.error_class = "invalid_response"
-            r.error = self.redact(f"{type(exc).__name__}: {exc.message}")
+            _failed(r, clock.now_ns() - t0_ns, "invalid_response", self._s.redact(f"{type(exc).__name__}: {exc.message}"))
         state.finish(r, prompt_chars, self._s)
 
     async def _read_stream(self, resp: aiohttp.ClientResponse, state: _StreamState, t0_ns: int) -> None:
@@ -171,12 +156,6 @@ class Http1Client:
         self._s = settings
         self._clock = clock
         self._chat = settings.api == "chat"
-
-    def redact(self, text: str) -> str:
-        secret = self._s.secret
-        if secret and secret in text:
-            text = text.replace(secret, "[REDACTED]")
-        return text
 
     async def send(self, payload: bytes, prompt_chars: int, r: RequestResult, t0_ns: int) -> None:
         """As OpenAIClient.send: never raises for a failed request; lets cancellation through."""
@@ -219,15 +198,15 @@ class Http1Client:
                 raise _Failure("invalid_response", f"unexpected content type {reply.content_type or '(none)'!r}")
             r.done_ns = clock.now_ns() - t0_ns
         except _Failure as f:
-            _failed(r, clock.now_ns() - t0_ns, f.error_class, self.redact(str(f)))
+            _failed(r, clock.now_ns() - t0_ns, f.error_class, self._s.redact(str(f)))
         except TimeoutError:
             _failed(r, clock.now_ns() - t0_ns, "timeout", f"no complete response within {s.timeout_s:g} s")
         except ConnectFailed as exc:
-            _failed(r, clock.now_ns() - t0_ns, "connect", self.redact(str(exc)))
+            _failed(r, clock.now_ns() - t0_ns, "connect", self._s.redact(str(exc)))
         except Disconnected as exc:
-            _failed(r, clock.now_ns() - t0_ns, "disconnected", self.redact(str(exc)))
+            _failed(r, clock.now_ns() - t0_ns, "disconnected", self._s.redact(str(exc)))
         except BadResponse as exc:
-            _failed(r, clock.now_ns() - t0_ns, "invalid_response", self.redact(str(exc)))
+            _failed(r, clock.now_ns() - t0_ns, "invalid_response", self._s.redact(str(exc)))
         state.finish(r, prompt_chars, s)
 
 
