@@ -214,18 +214,20 @@ def comparison_dashboard() -> dict[str, Any]:
 def capacity_dashboard() -> dict[str, Any]:
     lay = Layout()
     lay.row("Sweeps")
-    lay.add({
-        "type": "table", "title": "Max sustainable QPS (sweeps)",
-        "description": "Per sweep and candidate: the highest offered rate that met the SLO, confirmed with repeats "
-                       "(pushed by `loadbench sweep --pushgateway`).",
-        "datasource": DS,
-        "targets": [target('max by (sweep_id, candidate) (loadbench_max_sustainable_rate_requests_per_second{scenario=~"$scenario", candidate=~"$candidate"})',
-                           "", "A", instant=True, table=True)],
-        "transformations": [{"id": "organize", "options": {"excludeByName": {"Time": True},
-                                                           "renameByName": {"sweep_id": "Sweep", "candidate": "Candidate", "Value": "Max sustainable QPS"}}}],
-        "fieldConfig": {"defaults": {"unit": "reqps", "decimals": 2}, "overrides": []},
-        "options": {"showHeader": True},
-    }, 24, 6)
+    sweep_sel = 'scenario=~"$scenario", candidate=~"$candidate"'
+    table = instant_table(
+        "Capacity bracket (sweeps)",
+        "Per sweep and candidate: the interval that holds the true capacity at 95% confidence (low: the highest rate "
+        "that passed with confidence; high: the lowest that failed; empty when no rate failed, i.e. the capacity is at "
+        "least the low end), the point estimate where the SLO statistic crosses its bound, and the max sustainable rate "
+        "(= low). Pushed by `loadbench sweep --pushgateway`.",
+        [("Capacity low", f'max by (sweep_id, candidate) (loadbench_sweep_capacity_requests_per_second{{{sweep_sel}, bound="low"}})', "reqps"),
+         ("Estimate", f'max by (sweep_id, candidate) (loadbench_sweep_capacity_requests_per_second{{{sweep_sel}, bound="estimate"}})', "reqps"),
+         ("Capacity high", f'max by (sweep_id, candidate) (loadbench_sweep_capacity_requests_per_second{{{sweep_sel}, bound="high"}})', "reqps"),
+         ("Max sustainable QPS", f"max by (sweep_id, candidate) (loadbench_max_sustainable_rate_requests_per_second{{{sweep_sel}}})", "reqps")],
+    )
+    table["transformations"][1]["options"]["renameByName"]["sweep_id"] = "Sweep"
+    lay.add(table, 24, 6)
     lay.row("Latency and quality vs offered load (one point per run and candidate)")
     columns = [
         ("Offered QPS", f"max by ({BY}) (loadbench_offered_rate_requests_per_second{{{M}}})", "reqps"),

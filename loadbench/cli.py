@@ -19,6 +19,7 @@ EXIT_SLO_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INVALID_RUN = 3
 EXIT_REGRESSED = 4
+EXIT_INCONCLUSIVE = 5
 EXIT_INTERRUPTED = 130
 
 
@@ -58,17 +59,27 @@ def _parser() -> argparse.ArgumentParser:
                      help="keep serving /metrics S seconds after the run, for a final scrape")
     run.add_argument("--pushgateway", metavar="URL", help="push the final metrics to this Pushgateway, grouped by run_id")
     run.add_argument("--fail-on", choices=("any", "all", "none"), default="any",
-                     help="exit 1 when any (default) / all / no candidate fails its SLO")
+                     help="exit 1 when any (default) / all / no candidate fails its SLO; "
+                          "5 when none fails but a verdict is inconclusive (too few samples to decide)")
 
     sw = sub.add_parser("sweep", help="find each candidate's highest rate that meets the SLO, and project capacity")
     sw.add_argument("--stop-with-parent", type=int, help=argparse.SUPPRESS)
     sw.add_argument("scenario", help="scenario YAML file (its slo: list is the bar each step must clear)")
     sw.add_argument("--rates", help="explicit ladder, e.g. 5,10,20,40 (default: calibrate, then a geometric ladder)")
-    sw.add_argument("--step-duration", type=float, default=20.0, metavar="S", help="measured seconds per step (default 20)")
+    sw.add_argument("--step-duration", type=float, default=20.0, metavar="S",
+                    help="measured seconds a step runs before its first look (default 20); an undecided step runs on")
+    sw.add_argument("--max-step-duration", type=float, metavar="S",
+                    help="cap on a step's measured seconds while its SLO verdict is undecided (default 3x --step-duration)")
+    sw.add_argument("--tolerance", type=float, default=0.10,
+                    help="stop when the capacity bracket is narrower than this share of the estimate (default 0.10)")
+    sw.add_argument("--time-budget", type=float, default=1800.0, metavar="S", help="per candidate (default 1800)")
+    sw.add_argument("--max-steps", type=int, default=12,
+                    help="most steps per candidate; each step decides at 1 - 0.05/max_steps (default 12)")
     sw.add_argument("--warmup", type=float, default=5.0, metavar="S", help="warm-up seconds per step (default 5)")
     sw.add_argument("--steps", type=int, default=5, help="automatic ladder length (default 5)")
-    sw.add_argument("--refine", type=int, default=3, help="bisection steps after the first failure (default 3)")
-    sw.add_argument("--confirm", type=int, default=2, help="repeats that must pass at the final rate (default 2)")
+    sw.add_argument("--refine", type=int, default=6, help="most bisection steps inside the bracket (default 6)")
+    sw.add_argument("--confirm", type=int, default=0,
+                    help="extra repeats (fresh arrival draws) at the bracket's low end; their evidence pools (default 0)")
     sw.add_argument("--calibrate-users", type=int, default=32, help="closed-loop users for calibration (default 32)")
     sw.add_argument("--peak-qps", type=float, help="projected production peak, for the replica count")
     sw.add_argument("--headroom", type=float, default=0.3, help="capacity headroom over the peak (default 0.3)")
@@ -310,7 +321,8 @@ def _cmd_history(args: argparse.Namespace) -> int:
 
     for r in rows:
         cands = ((r.get("summary") or {}).get("candidates") or {})
-        verdicts = ", ".join(f"{n}: {'ok' if c.get('slo_ok') else 'FAIL' if c.get('slo_ok') is False else '-'}"
+        words = {"pass": "ok", "fail": "FAIL", "inconclusive": "inconclusive"}
+        verdicts = ", ".join(f"{n}: {words.get(c.get('slo_verdict') or ('pass' if c.get('slo_ok') else 'fail' if c.get('slo_ok') is False else ''), '-')}"
                              for n, c in cands.items())
         reg = (r.get("regression") or {}).get("regressed")
         if reg:
@@ -392,15 +404,21 @@ def _workers(requested: str, resolved: Any, ray: bool = False) -> int:
 
 
 def exit_code(summary: dict, fail_on: str) -> int:
-    """3 if the run is invalid; 1 if candidates fail their SLO (per --fail-on); else 0."""
+    """3 if the run is invalid; 1 if candidates fail their SLO (per --fail-on); 5 if none
+    fails but some verdict is inconclusive; else 0."""
+    from .decision import slo_verdict
+
     if not (summary.get("validity") or {}).get("valid", True):
         return EXIT_INVALID_RUN
-    verdicts = [c["slo"]["ok"] for c in summary["candidates"].values() if c.get("slo") is not None]
+    verdicts = [slo_verdict(c["slo"]) for c in summary["candidates"].values() if c.get("slo") is not None]
     if not verdicts or fail_on == "none":
         return EXIT_OK
-    failed = [not ok for ok in verdicts]
+    failed = [v == "fail" for v in verdicts]
     if (fail_on == "any" and any(failed)) or (fail_on == "all" and all(failed)):
         return EXIT_SLO_FAILED
+    undecided = [v == "inconclusive" for v in verdicts]
+    if (fail_on == "any" and any(undecided)) or (fail_on == "all" and all(f or u for f, u in zip(failed, undecided))):
+        return EXIT_INCONCLUSIVE
     return EXIT_OK
 
 
@@ -566,15 +584,22 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             raise ConfigError.single("--rates", f"expected numbers separated by commas, got {args.rates!r}") from None
         if not rates or any(r <= 0 for r in rates):
             raise ConfigError.single("--rates", "rates must be positive")
-    for flag, value in (("--step-duration", args.step_duration), ("--warmup", args.warmup)):
-        if value < 0 or (flag == "--step-duration" and value == 0):
+    for flag, value in (("--step-duration", args.step_duration), ("--warmup", args.warmup),
+                        ("--max-step-duration", args.max_step_duration), ("--time-budget", args.time_budget)):
+        if value is not None and (value < 0 or (flag != "--warmup" and value == 0)):
             raise ConfigError.single(flag, "must be positive")
+    if not 0 < args.tolerance < 1:
+        raise ConfigError.single("--tolerance", "must be between 0 and 1 (a share of the estimate, e.g. 0.1)")
+    if not 1 <= args.max_steps <= 100:
+        raise ConfigError.single("--max-steps", "must be between 1 and 100")
     overrides = [*list(args.set), "load.requests=null", f"load.duration_s={args.step_duration}"]
     scenario, scenario_dir = load_scenario(args.scenario, overrides)
     resolved = resolve(scenario, args.scenario, scenario_dir, args.candidate or None)
     cfg = SweepConfig(rates=rates, step_s=args.step_duration, warmup_s=args.warmup, steps=args.steps, refine=args.refine,
                       confirm=args.confirm, calibrate_users=args.calibrate_users, peak_qps=args.peak_qps,
-                      headroom=args.headroom, tasks_per_day=args.tasks_per_day, metrics_port=args.metrics_port)
+                      headroom=args.headroom, tasks_per_day=args.tasks_per_day, metrics_port=args.metrics_port,
+                      max_step_s=args.max_step_duration, tolerance=args.tolerance, time_budget_s=args.time_budget,
+                      max_steps=args.max_steps)
     sweep_dir = new_sweep_dir(Path(args.out or scenario.output.dir), scenario.name)
     log = (lambda msg: None) if args.quiet else (lambda msg: print(f"loadbench sweep: {msg}", file=sys.stderr, flush=True))
     sys.setswitchinterval(0.0005)

@@ -75,12 +75,16 @@ def decide(summary: dict[str, Any], objective: str = "cost_per_correct") -> dict
     label, higher_better = OBJECTIVES[objective]
     eligible = []
     failing = {}
+    undecided: dict[str, list[str]] = {}
     for name, c in cands.items():
         slo = c.get("slo")
         if name in (validity.get("candidates") or {}):
             failing[name] = ["invalid measurement: " + "; ".join(validity["candidates"][name])]
-        elif slo is not None and not slo["ok"]:
-            failing[name] = [f"{r['clause']} (measured {_measured(r)})" for r in slo["clauses"] if not r["ok"]]
+        elif slo is not None and slo_verdict(slo) == "fail":
+            failing[name] = [f"{r['clause']} (measured {_measured(r)}{_interval(r)})" for r in slo["clauses"]
+                             if r.get("verdict", "pass" if r["ok"] else "fail") == "fail"]
+        elif slo is not None and slo_verdict(slo) == "inconclusive":
+            undecided[name] = [_undecided(r) for r in slo["clauses"] if r.get("verdict") == "inconclusive"]
         else:
             eligible.append(name)
     ranked = sorted(
@@ -97,15 +101,21 @@ def decide(summary: dict[str, Any], objective: str = "cost_per_correct") -> dict
                 "pareto_frontier": frontier, "summary": "No recommendation: the run is invalid (" + "; ".join(why) + ").",
                 "reasons": [], "caveats": why}
     winner = ranked[0] if ranked else None
+    for name, why in undecided.items():
+        caveats.append(f"{name} is inconclusive: " + "; ".join(why))
     if winner is None:
-        text = "No candidate meets every SLO." if failing else "No candidate to recommend."
+        if undecided:
+            text = ("No candidate meets every SLO with confidence: " + ", ".join(undecided) +
+                    (" is" if len(undecided) == 1 else " are") + " inconclusive (run longer to decide).")
+        else:
+            text = "No candidate meets every SLO." if failing else "No candidate to recommend."
         for name, why in failing.items():
             caveats.append(f"{name} fails: " + "; ".join(why))
         return {"objective": objective, "recommended": None, "ranking": [], "eligible": eligible, "failing": failing,
-                "pareto_frontier": frontier, "summary": text, "reasons": [], "caveats": caveats}
+                "inconclusive": undecided, "pareto_frontier": frontier, "summary": text, "reasons": [], "caveats": caveats}
     w = cands[winner]
     has_slo = w.get("slo") is not None
-    reasons.append(("meets every SLO" if has_slo else "no SLO was set") +
+    reasons.append(("meets every SLO (95% confidence)" if has_slo else "no SLO was set") +
                    f"; best {label} among {'the candidates that meet them' if has_slo else 'all candidates'}: "
                    f"{_fmt(objective, objective_value(objective, w))}")
     for other in ranked[1:]:
@@ -124,14 +134,34 @@ def decide(summary: dict[str, Any], objective: str = "cost_per_correct") -> dict
         elif diff > 0:
             reasons.append(f"{winner} is {100 * diff:.1f} points more accurate than {other} "
                            f"({'significant' if sig else 'not significant'} at n={cmp['n']}, p={cmp['p_value']:.3g})")
-    for r in (w.get("slo") or {}).get("clauses", []):
-        if r.get("sufficient") is False:
-            caveats.append(f"'{r['clause']}' rests on {r['n']} samples, too few for a reliable {r['stat']}")
+    if len(cands) == 1:
+        reasons = reasons[:1]
     if frontier and winner not in frontier:
         caveats.append(f"{winner} is not on the accuracy/latency/cost Pareto frontier ({', '.join(frontier)})")
     text = f"Recommend {winner}: " + reasons[0] + "."
+    if len(cands) == 1:  # one candidate: a verdict, not a choice between deployments
+        text = f"{winner} " + ("meets every SLO (95% confidence)." if has_slo else "was measured; no SLO was set.")
     return {"objective": objective, "recommended": winner, "ranking": ranked, "eligible": eligible, "failing": failing,
-            "pareto_frontier": frontier, "summary": text, "reasons": reasons, "caveats": caveats}
+            "inconclusive": undecided, "pareto_frontier": frontier, "summary": text, "reasons": reasons, "caveats": caveats}
+
+
+def slo_verdict(slo: dict[str, Any]) -> str:
+    """A candidate's three-valued SLO verdict (summaries written before verdicts: from `ok`)."""
+    return slo.get("verdict") or ("pass" if slo.get("ok") else "fail")
+
+
+def _interval(r: dict[str, Any]) -> str:
+    if r.get("ci_low") is None and r.get("ci_high") is None:
+        return ""
+    lo = "-inf" if r.get("ci_low") is None else _measured({**r, "measured": r["ci_low"]})
+    hi = "unbounded" if r.get("ci_high") is None else _measured({**r, "measured": r["ci_high"]})
+    return f", 95% CI {lo} .. {hi}" if lo != hi else ""
+
+
+def _undecided(r: dict[str, Any]) -> str:
+    more = r.get("more_samples")
+    need = ("about " + f"{more:,}" + " more samples would settle it") if more else "the estimate sits on the threshold"
+    return f"{r['clause']} (measured {_measured(r)}{_interval(r)}; {need})"
 
 
 def _measured(r: dict[str, Any]) -> str:

@@ -40,11 +40,12 @@ from .runner import Lane, Plan, Runner, RunOutcome
 from .scenario import AbortRule, Candidate, JudgeConfig, Scenario
 from .scoring import CompiledSpec
 from .scoring_worker import ScoringWorker
+from .sequential import look_plan, schedule_bounds
 from .sessions import session_aggregator
 from .sim_model import PROFILES, with_params
 from .sim_process import SimProcess, start_sim, stop_sim
 from .slo import parse_clauses, request_check
-from .summary import add_verdicts, build_summary
+from .summary import LiveVerdicts, add_verdicts, build_summary, slo_confidence
 from .trace import SequentialOrder, TraceReplay
 from .validity import ValidityLimits
 from .workers import PoolBase, WorkerPool, worker_spec
@@ -139,9 +140,10 @@ def build_plan(scenario: Scenario, items: list[Item], trace: TraceReplay | None 
             mode="closed", users=load.concurrency or 1, requests=load.requests,
             duration_ns=None if load.duration_s is None else int(load.duration_s * NS_PER_S),
         )
+    duration_s, requests = schedule_bounds(load)
     offsets = arrival_offsets_ns(
         load.arrival, load.rate_qps, seed=load.seed, burstiness=load.burstiness,
-        duration_s=load.duration_s, requests=load.requests, warmup_s=load.warmup_s,
+        duration_s=duration_s, requests=requests, warmup_s=load.warmup_s,
     )
     return Plan(offsets_ns=offsets, order=order, item_ids=ids, warmup_ns=warmup_ns)
 
@@ -307,7 +309,7 @@ async def execute(
             "agentic_items": [i for i, item in enumerate(resolved.items) if item.is_agentic],
             "multi_turn_items": [i for i, item in enumerate(resolved.items) if item.turns],
             "slo": scenario.slo,
-            "validity": scenario.validity.model_dump(),
+            "validity": scenario.validity.limits(),
             "decision": scenario.decision.model_dump(),
             "provenance": provenance(),
         }
@@ -396,9 +398,13 @@ async def execute(
                 grace_ns=int(scenario.load.grace_s * NS_PER_S), loop_lag_sink=recorder.record_loop_lag_us,
             )
         lane_by_name.update({lane.name: lane for lane in lanes})
-        planned_s = (scenario.load.warmup_s + (scenario.load.duration_s or 0)) or (
+        planned_s = (scenario.load.warmup_s + (schedule_bounds(scenario.load)[0] or 0)) or (
             float(plan.offsets_ns[-1]) / NS_PER_S if len(plan.offsets_ns) else None
         )
+        looks = look_plan(scenario.load)
+        live = LiveVerdicts(parse_clauses(scenario.slo), recorder, quality)
+        run_state.slo = live if scenario.slo else None
+        sequential: dict[str, Any] = {**looks.describe(), "looks_taken": 0, "decided_at_s": None} if looks else {}
 
         history: list[tuple[float, dict[str, tuple[int, int, int]]]] = []
 
@@ -415,6 +421,12 @@ async def execute(
                     if reason:
                         sys.stderr.write(f"\nloadbench: {reason}; stopping the run\n")
                         runner.request_stop(reason)
+                if looks is not None and not runner.stopping and elapsed >= looks.look_at(sequential["looks_taken"]):
+                    sequential["looks_taken"] += 1
+                    if live.all_decided(looks.per_look_confidence):
+                        sequential["decided_at_s"] = round(elapsed, 3)
+                        runner.request_stop(f"decided: every SLO verdict settled at look {sequential['looks_taken']} "
+                                            f"({elapsed:.0f}s)")
                 if run_state.phase != "drain":
                     run_state.phase = "warmup" if elapsed < scenario.load.warmup_s else "measure"
                     if runner.stopping or (plan.mode == "open" and runner.dispatched >= len(plan.offsets_ns)):
@@ -474,6 +486,9 @@ async def execute(
             "results_lines": results_log.lines,
             "loop_cpu_ratio": loop_cpu_ratio,
         }
+        outcome_info["slo_confidence"] = looks.per_look_confidence if looks is not None else scenario.load.confidence
+        if looks is not None:
+            outcome_info["sequential"] = sequential
         if pool is not None:
             outcome_info["workers"] = outcome.extra.get("workers")
             outcome_info["coordinator_cpu_ratio"] = coordinator_cpu_ratio
@@ -484,8 +499,8 @@ async def execute(
             outcome_info["judge_calls"] = worker.judge.calls
             outcome_info["judge_errors"] = worker.judge.errors
         summary = build_summary(recorder, meta, outcome_info, quality)
-        add_verdicts(summary, scenario.slo, ValidityLimits(**scenario.validity.model_dump()), scenario.decision.objective,
-                     loop_cpu_ratio)
+        add_verdicts(summary, scenario.slo, ValidityLimits(**scenario.validity.limits()), scenario.decision.objective,
+                     loop_cpu_ratio, recorder, slo_confidence(outcome_info))
         write_json_atomic(run_dir / "summary.json", summary)
         write_run_reports(run_dir, summary)
         if metrics.pushgateway:

@@ -165,3 +165,26 @@ def read_hlog(path: str) -> list[tuple[str | None, float, float, HdrHistogram]]:
             start, length, _max, blob = line.split(",", 3)
             out.append((tag, float(start), float(length), HdrHistogram.decode(blob.encode("ascii"))))
     return out
+
+
+def count_at_or_below(hist: HdrHistogram, value_us: int) -> int:
+    """Samples at or below a value (values in the same HDR bucket as it count as equal to it)."""
+    if hist.get_total_count() == 0:
+        return 0
+    if value_us < 0:
+        return 0
+    if value_us >= hist.get_max_value():
+        return hist.get_total_count()
+    index = min(hist._counts_index_for(int(value_us)), hist.counts_len - 1)
+    return int(np.ctypeslib.as_array(hist.counts)[: index + 1].sum())
+
+
+def values_at_ranks(hist: HdrHistogram, ranks: list[int]) -> list[int]:
+    """The value of the r-th smallest sample (1-based) for each rank, at HDR precision."""
+    cumulative = np.cumsum(np.ctypeslib.as_array(hist.counts))
+    out = []
+    for rank in ranks:
+        index = int(np.searchsorted(cumulative, rank, side="left"))
+        index = min(index, hist.counts_len - 1)
+        out.append(hist.get_highest_equivalent_value(hist.get_value_from_index(index)))
+    return out

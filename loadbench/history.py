@@ -190,7 +190,9 @@ def compact_summary(summary: dict[str, Any]) -> dict[str, Any]:
                            "recommended": (summary.get("decision") or {}).get("recommended"), "candidates": {}}
     for name, c in (summary.get("candidates") or {}).items():
         out["candidates"][name] = {
-            "slo_ok": (c.get("slo") or {}).get("ok"),
+            "slo_ok": (c.get("slo") or {}).get("ok"),  # point estimate (compatibility)
+            "slo_verdict": ((c.get("slo") or {}).get("verdict") or
+                            (None if c.get("slo") is None else "pass" if c["slo"].get("ok") else "fail")),
             "accuracy": (c.get("accuracy") or {}).get("value"),
             "latency_p95_s": (c.get("latency_s") or {}).get("p95"),
             "goodput_rps": (c.get("goodput") or {}).get("rps"),

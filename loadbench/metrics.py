@@ -81,6 +81,12 @@ CONTRACT: tuple[MetricSpec, ...] = (
                "failed, or incomplete (a request failed)."),
     MetricSpec("loadbench_session_pass_ratio", "gauge", (*RUN, "kind"), "ratio",
                "Passed / (passed + failed) sessions of a kind so far (only once such sessions finished)."),
+    MetricSpec("loadbench_slo_verdict", "gauge", (*RUN, "clause", "verdict"), "",
+               "1 for each SLO clause's current verdict (pass, fail, inconclusive; 95% intervals), 0 for the other two."),
+    MetricSpec("loadbench_slo_candidate_verdict", "gauge", (*RUN, "verdict"), "",
+               "1 for the candidate's overall SLO verdict (fail if any clause fails, else inconclusive if any is), 0 otherwise."),
+    MetricSpec("loadbench_sweep_capacity_requests_per_second", "gauge", ("sweep_id", "scenario", "candidate", "bound"), "",
+               "A sweep's capacity bracket: bound=estimate, low, high (high absent when no rate failed)."),
     MetricSpec("loadbench_max_sustainable_rate_requests_per_second", "gauge", ("sweep_id", "scenario", "candidate"), "",
                "A sweep's result: the highest offered rate that met the SLO, confirmed with repeats (pushed at the end of a sweep)."),
     MetricSpec("loadbench_hdr_request_duration_seconds", "summary", RUN, "seconds",
@@ -102,6 +108,9 @@ def exposed_names(spec: MetricSpec) -> list[str]:
     return [spec.name]
 
 
+SLO_VERDICTS = ("pass", "fail", "inconclusive")
+
+
 @dataclass(slots=True)
 class RunState:
     """What the collector shows about the run itself (set by the engine)."""
@@ -115,6 +124,7 @@ class RunState:
     started_at_s: float
     warmup_s: float
     phase: str = "warmup"
+    slo: Any = None  # LiveVerdicts: the SLO verdicts as they stand (None without an SLO)
 
 
 class LoadbenchCollector(Collector):
@@ -226,6 +236,22 @@ class LoadbenchCollector(Collector):
         yield lag
         yield from summaries.values()
         yield from self._quality_families(run)
+        yield from self._slo_families(run)
+
+    def _slo_families(self, run: list[str]) -> Iterator[Metric]:
+        clause_fam = self._family("loadbench_slo_verdict")
+        cand_fam = self._family("loadbench_slo_candidate_verdict")
+        live = self.state.slo
+        if live is not None:
+            for name in list(self.recorder.candidates):
+                result = live.evaluate(name)
+                for r in result["clauses"]:
+                    for v in SLO_VERDICTS:
+                        clause_fam.add_metric([*run, name, r["clause"], v], 1.0 if r["verdict"] == v else 0.0)
+                for v in SLO_VERDICTS:
+                    cand_fam.add_metric([*run, name, v], 1.0 if result["verdict"] == v else 0.0)
+        yield clause_fam
+        yield cand_fam
 
     def _quality_families(self, run: list[str]) -> Iterator[Metric]:
         answers = self._family("loadbench_eval_answers")
@@ -325,10 +351,18 @@ def push_sweep(url: str, result: dict[str, Any], timeout_s: float = 10.0) -> Non
     class _Sweep(Collector):
         def collect(self) -> Iterator[Metric]:
             fam = GaugeMetricFamily(spec.name, spec.help, labels=list(spec.labels))
+            cap_spec = CONTRACT_BY_NAME["loadbench_sweep_capacity_requests_per_second"]
+            bracket = GaugeMetricFamily(cap_spec.name, cap_spec.help, labels=list(cap_spec.labels))
+            ids = [str(result["sweep_id"]), str(result.get("scenario") or "")]
             for name, c in result["candidates"].items():
                 if c.get("max_sustainable_qps") is not None:
-                    fam.add_metric([str(result["sweep_id"]), str(result.get("scenario") or ""), name], c["max_sustainable_qps"])
+                    fam.add_metric([*ids, name], c["max_sustainable_qps"])
+                for bound, key in (("estimate", "estimate_qps"), ("low", "low_qps"), ("high", "high_qps")):
+                    value = (c.get("capacity") or {}).get(key)
+                    if value is not None:
+                        bracket.add_metric([*ids, name, bound], value)
             yield fam
+            yield bracket
 
     registry.register(_Sweep())
     push_to_gateway(url, job="loadbench-sweep", grouping_key={"sweep_id": str(result["sweep_id"])}, registry=registry, timeout=timeout_s)

@@ -13,7 +13,7 @@ from .recorder import Recorder
 from .results_log import iter_results
 from .sessions import session_aggregator
 from .slo import parse_clauses, request_check
-from .summary import add_verdicts, build_summary
+from .summary import add_verdicts, build_summary, slo_confidence
 from .validity import ValidityLimits
 
 
@@ -56,5 +56,6 @@ def rebuild_summary(run_dir: Path) -> Rebuilt:
         outcome["skipped_lines"] = [{"line": line, "problem": p} for line, p in skipped]
     summary = build_summary(recorder, meta, outcome, quality)
     add_verdicts(summary, slo_texts, ValidityLimits(**(meta.get("validity") or {})),
-                 (meta.get("decision") or {}).get("objective", "cost_per_correct"), outcome.get("loop_cpu_ratio"))
+                 (meta.get("decision") or {}).get("objective", "cost_per_correct"), outcome.get("loop_cpu_ratio"),
+                 recorder, slo_confidence(outcome))
     return Rebuilt(summary, n, skipped)

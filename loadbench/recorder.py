@@ -67,6 +67,7 @@ class Counts:
     output_tokens: int = 0
     cached_tokens: int = 0
     cost_usd: float = 0.0
+    cost_sq_usd: float = 0.0  # sum of squares: the spread behind a cost-per-task interval
     token_sources: dict[str, int] = field(default_factory=dict)
     retries: int = 0
 
@@ -89,6 +90,7 @@ class Counts:
         self.output_tokens += r.output_tokens
         self.cached_tokens += r.cached_tokens
         self.cost_usd += r.cost_usd
+        self.cost_sq_usd += r.cost_usd * r.cost_usd
         if status == OK:
             self.token_sources[r.token_source] = self.token_sources.get(r.token_source, 0) + 1
 

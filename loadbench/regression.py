@@ -145,7 +145,18 @@ def compare_candidate(base_c: dict[str, Any], new_c: dict[str, Any], acc: dict[s
         checks["cost_per_correct"] = {"base": (base_c.get("cost_usd") or {}).get("per_correct"),
                                       "new": (new_c.get("cost_usd") or {}).get("per_correct"), "ratio": cost,
                                       "ratio_ci_low": low, "regressed": cost > tol.cost_ratio and (low is None or low > 1.0)}
+    slo_b, slo_n = base_c.get("slo"), new_c.get("slo")
+    if slo_b is not None and slo_n is not None:
+        vb, vn = _slo_verdict(slo_b), _slo_verdict(slo_n)
+        # Only a decided fail after a decided pass is a regression; an inconclusive new run is
+        # reported as such (it neither clears nor condemns the change).
+        checks["slo"] = {"base": vb, "new": vn, "regressed": vb == "pass" and vn == "fail",
+                         "inconclusive": vn == "inconclusive"}
     return {"checks": checks, "regressed": sorted(k for k, v in checks.items() if v["regressed"])}
+
+
+def _slo_verdict(slo: dict[str, Any]) -> str:
+    return slo.get("verdict") or ("pass" if slo.get("ok") else "fail")
 
 
 def compare_runs(base_summary: dict[str, Any], new_summary: dict[str, Any], base_records: Iterable[RequestResult],
@@ -168,9 +179,11 @@ def compare_runs(base_summary: dict[str, Any], new_summary: dict[str, Any], base
     return out
 
 
-def _fmt(metric: str, v: float | None) -> str:
+def _fmt(metric: str, v: Any) -> str:
     if v is None:
         return "-"
+    if metric == "slo":
+        return str(v)
     if metric == "accuracy":
         return f"{100 * v:.1f}%"
     if metric == "latency_p95":
@@ -191,6 +204,8 @@ def comparison_lines(result: dict[str, Any]) -> list[str]:
             if metric == "accuracy":
                 extra = (f" ({100 * ch['diff']:+.1f} points, {ch['method']}, n={ch['n']}, p={ch['p_value']:.3g})"
                          if ch.get("p_value") is not None else "")
+            elif metric == "slo" and ch.get("inconclusive"):
+                extra = " (the new run's verdict is inconclusive: run longer to decide)"
             elif ch.get("ratio") is not None:
                 extra = f" (x{ch['ratio']:.2f})" + ("" if ch.get("enough_samples", True) else ", too few samples to judge")
             lines.append(f"  {mark} {metric:<17} {_fmt(metric, ch.get('base')):>10} -> {_fmt(metric, ch.get('new')):>10}{extra}")

@@ -249,17 +249,10 @@ def verdict_lines(summary: dict[str, Any]) -> str:
             if good:
                 lines.append(f"  {name}: {good}")
             continue
-        if s["ok"]:
-            verdict = "meets the SLO"
-        else:
-            parts = []
-            for r in s["clauses"]:
-                if not r["ok"]:
-                    parts.append(f"{r['clause']} (measured {_slo_value(r)})")
-            verdict = "FAILS " + "; ".join(parts)
-        low_n = [r["clause"] for r in s["clauses"] if r.get("sufficient") is False]
-        suffix = f" [too few samples for: {', '.join(low_n)}]" if low_n else ""
-        lines.append(f"  {name}: {verdict}{'; ' + good if good else ''}{suffix}")
+        lines.append(f"  {name}: {_verdict_text(s)}{'; ' + good if good else ''}")
+        for r in s["clauses"]:
+            if r.get("verdict") in ("fail", "inconclusive"):
+                lines.append(f"    {r['verdict'].upper()} {_clause_detail(r)}")
     validity = summary.get("validity") or {}
     if validity and not validity.get("valid", True):
         lines.append("RUN INVALID (the client was the bottleneck; these numbers are not findings):")
@@ -276,6 +269,32 @@ def verdict_lines(summary: dict[str, Any]) -> str:
         if decision.get("pareto_frontier"):
             lines.append(f"  Pareto frontier (accuracy, p95 latency, cost): {', '.join(decision['pareto_frontier'])}")
     return "\n".join(lines)
+
+
+def _verdict_text(s: dict[str, Any]) -> str:
+    verdict = s.get("verdict") or ("pass" if s.get("ok") else "fail")
+    conf = s.get("confidence") or 0.95
+    if verdict == "pass":
+        return f"meets every SLO clause ({100 * conf:.4g}% confidence)"
+    if verdict == "fail":
+        return "FAILS the SLO"
+    more = s.get("more_samples")
+    tail = f"; about {more:,} more requests would settle it" if more else ""
+    return f"INCONCLUSIVE: not enough evidence to say whether it meets the SLO{tail}"
+
+
+def _clause_detail(r: dict[str, Any]) -> str:
+    lo, hi = r.get("ci_low"), r.get("ci_high")
+    interval = ""
+    if (lo, hi) != (None, None) and lo != hi:
+        fmt_lo = "-" if lo is None else _slo_value({**r, "measured": lo})
+        fmt_hi = "unbounded" if hi is None else _slo_value({**r, "measured": hi})
+        interval = f", 95% interval {fmt_lo} .. {fmt_hi}"
+    text = f"{r['clause']}: measured {_slo_value(r)}{interval}, n={r.get('n') or 0}"
+    if r.get("verdict") == "inconclusive":
+        more = r.get("more_samples")
+        text += f"; about {more:,} more samples would settle it" if more else "; the estimate sits on the threshold"
+    return text
 
 
 def _slo_value(r: dict[str, Any]) -> str:

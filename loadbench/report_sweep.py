@@ -7,6 +7,33 @@ from typing import Any
 from .report import fmt_rate, fmt_s, fmt_usd, render_table
 
 
+def _verdict_word(r: dict[str, Any]) -> str:
+    v = r.get("verdict") or ("pass" if r.get("passed") else "fail")
+    return "FAIL" if v == "fail" else v
+
+
+def capacity_line(c: dict[str, Any]) -> str:
+    """The sweep's answer in one line: the bracket, the estimate, and what stopped the search."""
+    cap = c.get("capacity")
+    best = c.get("max_sustainable_qps")
+    if cap is None:  # a sweep.json from before capacity brackets
+        return f"max sustainable {'-' if best is None else f'{best:g} req/s'}"
+    conf = f"{100 * (cap.get('confidence') or 0.95):g}%"
+    low, high, est = cap.get("low_qps"), cap.get("high_qps"), cap.get("estimate_qps")
+    stop = cap.get("stopped_because") or cap.get("stopped_by") or ""
+    if low is None and high is None:
+        return f"capacity not found: no rate was decided ({stop})"
+    if low is None:
+        return f"capacity below {high:.1f} req/s: the lowest rate tried failed ({stop})"
+    offered = f" (offered {cap['low_offered_qps']:g})" if cap.get("low_offered_qps") is not None else ""
+    if high is None:
+        return (f"capacity at least {low:.1f} req/s{offered}; no rate failed: extend the ladder "
+                f"(max sustainable {best:g} req/s passed with {conf} confidence)")
+    point = f", estimate {est:.1f} req/s" if est is not None else ""
+    return (f"capacity between {low:.1f} and {high:.1f} req/s realised ({conf} confidence{point}); max sustainable "
+            f"{best:g} req/s (passed with confidence); stopped: {stop}")
+
+
 def sweep_table(result: dict[str, Any]) -> str:
     out = []
     for name, c in result["candidates"].items():
@@ -18,15 +45,18 @@ def sweep_table(result: dict[str, Any]) -> str:
                  "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}%",
                  "-" if r["goodput_rps"] is None else f"{r['goodput_rps']:.2f}",
                  "-" if r["error_ratio"] is None else f"{100 * r['error_ratio']:.1f}%",
-                 "pass" if r["passed"] else "FAIL"],
+                 "-" if r.get("requests_sent") is None else str(r["requests_sent"]),
+                 "yes" if r.get("steady_state", True) else "no",
+                 _verdict_word(r)],
             ))
-        best = c["max_sustainable_qps"]
-        out.append(f"{name}: max sustainable {'-' if best is None else f'{best:g} req/s'} ({c['how']})")
+        out.append(f"{name}: {capacity_line(c)}")
         if rows:
-            out.append(render_table(["offered qps", "achieved", "p50", "p95", "p99", "accuracy", "goodput", "errors", "SLO"], rows))
+            out.append(render_table(["offered qps", "realised", "p50", "p95", "p99", "accuracy", "goodput", "errors",
+                                     "requests", "steady", "SLO"], rows))
         for r in c["curve"]:
-            if not r["passed"]:
-                out.append(f"  {r['offered_qps']:g} req/s failed: " + "; ".join(r["reasons"]))
+            if _verdict_word(r) != "pass" and r.get("reasons"):
+                out.append(f"  {r['offered_qps']:g} req/s {_verdict_word(r)}: " + "; ".join(r["reasons"]))
+        out.append(f"  how: {c['how']}")
         if c.get("knee_qps"):
             out.append(f"  knee: p95 latency rises past 1.5x its low-load value at {c['knee_qps']:g} req/s")
         p = c.get("projection")

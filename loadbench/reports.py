@@ -170,7 +170,9 @@ def sweep_html(result: dict[str, Any]) -> str:
     rows = []
     for name, c in cands.items():
         p = c.get("projection") or {}
-        rows.append([name, "-" if c["max_sustainable_qps"] is None else f"{c['max_sustainable_qps']:g}",
+        cap = c.get("capacity") or {}
+        rows.append([name, _bracket_text(cap), "-" if cap.get("estimate_qps") is None else f"{cap['estimate_qps']:.1f}",
+                     "-" if c["max_sustainable_qps"] is None else f"{c['max_sustainable_qps']:g}",
                      "-" if not c.get("knee_qps") else f"{c['knee_qps']:g}", str(p.get("replicas", "-")),
                      fmt_usd((p.get("api") or {}).get("cost_per_task")), fmt_usd((p.get("api") or {}).get("monthly_usd")),
                      fmt_usd((p.get("self_hosted") or {}).get("monthly_usd"))])
@@ -180,11 +182,25 @@ def sweep_html(result: dict[str, Any]) -> str:
         f"<h1>loadbench sweep {escape(str(result.get('sweep_id')))}</h1>",
         f"<p class='meta'>SLO: {escape('; '.join(result.get('slo') or []) or '(none)')} · arrivals {escape(str(result.get('arrival')))}</p>",
         "<h2>Capacity</h2>",
-        _html_table(["candidate", "max sustainable req/s", "knee req/s", "replicas", "API $/task", "API $/month", "self-hosted $/month"], rows),
+        _html_table(["candidate", "capacity bracket (req/s)", "estimate req/s", "max sustainable req/s", "knee req/s", "replicas", "API $/task", "API $/month", "self-hosted $/month"], rows),
         "<h2>Charts</h2><div class='charts'>", *charts, "</div>",
         f"<h2>Steps</h2><pre>{escape(sweep_table(result))}</pre>",
         "</body></html>",
     ])
+
+
+def _bracket_text(cap: dict[str, Any]) -> str:
+    if not cap:
+        return "-"
+    low, high = cap.get("low_qps"), cap.get("high_qps")
+    conf = f" ({100 * (cap.get('confidence') or 0.95):g}%)"
+    if low is None and high is None:
+        return "not found"
+    if high is None:
+        return f"at least {low:.1f} (no rate failed)"
+    if low is None:
+        return f"below {high:.1f}"
+    return f"{low:.1f} .. {high:.1f}{conf}"
 
 
 def write_sweep_reports(sweep_dir: Path, result: dict[str, Any]) -> list[Path]:

@@ -151,9 +151,30 @@ class Load(_Strict):
     think_time_s: Annotated[float, Field(ge=0, le=3600)] | ThinkTimeConfig = 0.0  # between turns of sessions
     trace: TraceConfig | None = None
     shared_prefix_tokens: int = Field(0, ge=0, le=1_000_000)  # one system prompt shared by every request
+    # Run until every SLO clause is decided (docs/slo.md): duration_s / requests is then the
+    # least that runs before the first look, max_duration_s / max_requests the cap.
+    until_decided: bool = False
+    max_duration_s: float | None = Field(None, gt=0, le=7 * 24 * 3600)
+    max_requests: int | None = Field(None, ge=1, le=100_000_000)
+    check_interval_s: float = Field(5.0, gt=0, le=3600)
+    confidence: float = Field(0.95, ge=0.5, lt=1)  # of every SLO verdict (overall, across the looks)
 
     @model_validator(mode="after")
     def _bounds(self) -> Load:
+        if self.until_decided:
+            if self.mode != "open" or self.arrival == "trace":
+                raise ValueError("until_decided needs an open-loop run with a synthetic arrival process (not closed mode or a trace)")
+            if (self.max_duration_s is None) == (self.max_requests is None):
+                raise ValueError("until_decided needs exactly one cap: max_duration_s or max_requests")
+            if self.duration_s is not None and self.requests is not None:
+                raise ValueError("give duration_s or requests, not both")
+            least_s = self.duration_s if self.duration_s is not None else (self.requests or 0) / self.rate_qps
+            cap_s = self.max_duration_s if self.max_duration_s is not None else (self.max_requests or 0) / self.rate_qps
+            if least_s > cap_s:
+                raise ValueError("until_decided: duration_s / requests (the least before the first look) exceeds the cap")
+            return self
+        if self.max_duration_s is not None or self.max_requests is not None:
+            raise ValueError("max_duration_s / max_requests cap a run with until_decided: true; set it, or use duration_s / requests")
         if self.arrival == "trace" or self.trace is not None:
             if self.trace is None:
                 raise ValueError("arrival: trace needs a trace: section (path and fields)")
@@ -162,7 +183,7 @@ class Load(_Strict):
             if self.mode == "closed":
                 raise ValueError("trace replay is open loop; mode: closed does not apply")
             return self
-        if self.duration_s is None and self.requests is None:
+        if self.duration_s is None and self.requests is None and not self.until_decided:
             raise ValueError("give duration_s or requests (every run is bounded)")
         if self.duration_s is not None and self.requests is not None:
             raise ValueError("give duration_s or requests, not both")
@@ -219,6 +240,16 @@ class Validity(_Strict):
     min_achieved_ratio: float = Field(0.99, gt=0, le=1)
     max_loop_cpu_ratio: float = Field(0.90, gt=0)
     allow_drops: bool = False
+    # Raise the lag limits to 10% of the tightest latency SLO bound and count late requests
+    # against what could move a verdict (docs/slo.md).  Default: on, unless a lag limit is set here.
+    proportional: bool | None = None
+
+    def limits(self) -> dict[str, Any]:
+        """The limits with `proportional` resolved (what run.json records)."""
+        data = self.model_dump()
+        if self.proportional is None:
+            data["proportional"] = not ({"max_schedule_lag_p99_s", "max_event_loop_lag_p99_s"} & self.model_fields_set)
+        return data
 
 
 class Decision(_Strict):
@@ -284,6 +315,12 @@ class Scenario(_Strict):
         if self.dataset is None and (trace is None or trace.item_field):
             raise ValueError("dataset: required key is missing (the eval set to replay)" if trace is None else
                              "dataset: required key is missing (the trace's item_field names items of a dataset)")
+        return self
+
+    @model_validator(mode="after")
+    def _decidable(self) -> Scenario:
+        if self.load.until_decided and not self.slo:
+            raise ValueError("load.until_decided runs until the SLO clauses are decided: give an slo: list")
         return self
 
     @model_validator(mode="after")

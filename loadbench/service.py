@@ -40,7 +40,9 @@ _OVERRIDE = re.compile(r"^[A-Za-z0-9_.\-]+=.*$", re.DOTALL)
 FORBIDDEN_OVERRIDES = ("dataset", "load.trace", "output")  # paths stay confined to the scenarios directory
 OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.yaml"
 SWEEP_OPTIONS = {"rates": "--rates", "step_duration_s": "--step-duration", "warmup_s": "--warmup", "steps": "--steps",
-                 "refine": "--refine", "confirm": "--confirm", "peak_qps": "--peak-qps", "headroom": "--headroom"}
+                 "refine": "--refine", "confirm": "--confirm", "peak_qps": "--peak-qps", "headroom": "--headroom",
+                 "max_step_duration_s": "--max-step-duration", "tolerance": "--tolerance", "time_budget_s": "--time-budget",
+                 "max_steps": "--max-steps"}
 
 
 @dataclass(slots=True)
@@ -493,7 +495,7 @@ class Service:
         rows = self.history.list_runs(limit=200)
         head = ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>loadbench service</title><style>"
                 "body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}"
-                "td,th{border-bottom:1px solid #ddd;padding:.3em .7em;text-align:left}.bad{color:#b00020}.ok{color:#1b7f3b}"
+                "td,th{border-bottom:1px solid #ddd;padding:.3em .7em;text-align:left}.bad{color:#b00020}.ok{color:#1b7f3b}.warn{color:#9a6700}"
                 "</style></head><body><h1>loadbench service</h1>")
         out = [head, f"<p>{len(self.active)} running, {sum(1 for r in rows if r['status'] == 'queued')} queued. "
                      "<a href='/openapi.yaml'>API (OpenAPI)</a> · <a href='/metrics'>metrics</a></p>",
@@ -502,8 +504,8 @@ class Service:
         for r in rows:
             cands = ((r.get("summary") or {}).get("candidates") or {})
             verdicts = ", ".join(
-                f"<span class='{'ok' if c.get('slo_ok') else 'bad' if c.get('slo_ok') is False else ''}'>{html.escape(n)}: "
-                f"{'meets SLO' if c.get('slo_ok') else 'fails SLO' if c.get('slo_ok') is False else 'no SLO'}</span>"
+                f"<span class='{_VERDICT_CLASS.get(_verdict_of(c), '')}'>{html.escape(n)}: "
+                f"{_VERDICT_WORDS.get(_verdict_of(c), 'no SLO')}</span>"
                 for n, c in cands.items())
             if (r.get("summary") or {}).get("valid") is False:
                 verdicts = "<span class='bad'>invalid run (the client could not keep up; see the report)</span>" + (
@@ -535,6 +537,17 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
             body["field"] = exc.field
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return web.json_response(body, status=exc.status, headers=headers)
+
+
+_VERDICT_CLASS = {"pass": "ok", "fail": "bad", "inconclusive": "warn"}
+_VERDICT_WORDS = {"pass": "meets SLO", "fail": "fails SLO", "inconclusive": "SLO inconclusive"}
+
+
+def _verdict_of(c: dict[str, Any]) -> str | None:
+    v = c.get("slo_verdict")
+    if v is None and c.get("slo_ok") is not None:
+        v = "pass" if c["slo_ok"] else "fail"
+    return v
 
 
 def _json(data: Any, status: int = 200) -> web.Response:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from math import comb
 
+from .confidence import binomial_two_sided_p
+
 Z95 = 1.959963984540054
 
 
@@ -17,15 +19,6 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float | None, float 
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return p, max(0.0, centre - half), min(1.0, centre + half)
-
-
-def binomial_two_sided_p(k: int, n: int) -> float:
-    """Exact two-sided p-value of k successes in n trials at p = 0.5 (McNemar's exact test)."""
-    if n == 0:
-        return 1.0
-    k = min(k, n - k)
-    tail = sum(comb(n, i) for i in range(k + 1)) / 2**n
-    return min(1.0, 2 * tail)
 
 
 def paired_difference(a_only: int, b_only: int, n: int, z: float = Z95) -> dict[str, float | int | None]:

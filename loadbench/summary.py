@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from .confidence import CONFIDENCE
 from .decision import decide
-from .hdr import summarize, values_at_percentiles
+from .hdr import count_at_or_below, summarize, values_at_percentiles
 from .quality import QualityAggregator
 from .recorder import METRICS, CandidateRecorder, Counts, Recorder
 from .slo import evaluate, parse_clauses
-from .validity import ValidityLimits, assess
+from .validity import ValidityLimits, assess, lag_tolerances
 
 SUMMARY_SCHEMA_VERSION = 1
 _METRIC_KEYS = {m: f"{m}_s" for m in METRICS}
@@ -68,9 +69,17 @@ def candidate_summary(rec: CandidateRecorder, *, offered_rate_qps: float | None,
     out["cost_usd"] = {
         "total": w.cost_usd,
         "per_request": (w.cost_usd / w.sent) if w.sent else None,
+        "per_request_stddev": _stddev(w.cost_usd, w.cost_sq_usd, w.sent),
         "run_total": rec.total.cost_usd,
     }
     return out
+
+
+def _stddev(total: float, total_sq: float, n: int) -> float | None:
+    if n < 2:
+        return None
+    mean = total / n
+    return max(total_sq / n - mean * mean, 0.0) ** 0.5
 
 
 def _closed_span(rec: CandidateRecorder) -> float | None:
@@ -80,15 +89,32 @@ def _closed_span(rec: CandidateRecorder) -> float | None:
 
 
 def add_verdicts(summary: dict[str, Any], slo_texts: list[str], limits: ValidityLimits, objective: str,
-                 loop_cpu_ratio: float | None) -> dict[str, Any]:
-    """SLO verdicts per candidate, run validity and the decision, in place."""
+                 loop_cpu_ratio: float | None, recorder: Recorder | None = None,
+                 confidence: float = CONFIDENCE) -> dict[str, Any]:
+    """SLO verdicts per candidate (three-valued, from the recorder's histograms when given),
+    run validity and the decision, in place."""
     clauses = parse_clauses(slo_texts)
     summary["slo"] = slo_texts
-    for c in summary["candidates"].values():
-        c["slo"] = evaluate(clauses, c) if clauses else None
-    summary["validity"] = assess(summary, limits, loop_cpu_ratio)
+    for name, c in summary["candidates"].items():
+        rec = recorder.candidates.get(name) if recorder is not None else None
+        c["slo"] = evaluate(clauses, c, rec.hists if rec is not None else None, confidence) if clauses else None
+    late: dict[str, int] | None = None
+    if recorder is not None and clauses:
+        _, sched_limit_s = lag_tolerances(limits, clauses)
+        late = {}
+        for name, rec in recorder.candidates.items():
+            hist = rec.hists["schedule_lag"]
+            late[name] = hist.get_total_count() - count_at_or_below(hist, int(sched_limit_s * 1e6))
+    summary["validity"] = assess(summary, limits, loop_cpu_ratio, clauses, late)
     summary["decision"] = decide(summary, objective)
     return summary
+
+
+def slo_confidence(outcome: dict[str, Any]) -> float:
+    """The confidence of each clause's interval: 95%, or the per-look level of a run that
+    stopped as soon as its verdicts were decided (docs/slo.md)."""
+    outcome = outcome or {}
+    return float(outcome.get("slo_confidence") or (outcome.get("sequential") or {}).get("per_look_confidence") or CONFIDENCE)
 
 
 def offered_rate(rec: CandidateRecorder) -> float | None:
@@ -134,3 +160,45 @@ def build_summary(recorder: Recorder, meta: dict[str, Any], outcome: dict[str, A
         "comparisons": quality.comparisons() if quality is not None else [],
         "provenance": meta.get("provenance", {}),
     }
+
+
+class LiveVerdicts:
+    """SLO verdicts while the run is going: for the until_decided looks and for /metrics.
+
+    Reads the recorder (flushed once a second) and the quality counters the scoring thread
+    keeps; only the parts the clauses need are built, never the whole summary.
+    """
+
+    def __init__(self, clauses: list[Any], recorder: Recorder, quality: QualityAggregator | None) -> None:
+        self.clauses = clauses
+        self.recorder = recorder
+        self.quality = quality
+
+    def candidate(self, name: str) -> dict[str, Any]:
+        rec = self.recorder.candidates[name]
+        w = rec.window
+        c: dict[str, Any] = {
+            "window": {"sent": w.sent, "error_total": w.error_count},
+            "error_ratio": (w.error_count / w.sent) if w.sent else None,
+            "cost_usd": {"per_request": (w.cost_usd / w.sent) if w.sent else None,
+                         "per_request_stddev": _stddev(w.cost_usd, w.cost_sq_usd, w.sent)},
+        }
+        q = self.quality.candidates.get(name) if self.quality is not None else None
+        if q is not None:
+            acc = q.overall.accuracy()
+            c["accuracy"] = acc if acc["n"] or acc["skipped"] else None
+            c["cost_usd"]["per_correct"] = (w.cost_usd / acc["pass"]) if acc["pass"] else None
+            c["goodput"] = {"good": q.good, "attempted": q.attempted, "fraction": (q.good / q.attempted) if q.attempted else None}
+            sessions = self.quality.sessions if self.quality is not None else None
+            if sessions is not None:
+                try:
+                    c["sessions"] = sessions.candidate_summary(name, None)
+                except RuntimeError:  # the scoring thread grew a dict while we read it: next look
+                    pass
+        return c
+
+    def evaluate(self, name: str, confidence: float = CONFIDENCE) -> dict[str, Any]:
+        return evaluate(self.clauses, self.candidate(name), self.recorder.candidates[name].hists, confidence)
+
+    def all_decided(self, confidence: float) -> bool:
+        return all(self.evaluate(name, confidence)["verdict"] != "inconclusive" for name in self.recorder.candidates)

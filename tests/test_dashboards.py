@@ -81,7 +81,7 @@ def test_every_queried_series_is_in_the_contract_and_candidates_are_filtered():
                     assert series in EXPOSED, (p["title"], series)
                 if "loadbench_event_loop_lag" not in t["expr"] and "loadbench_run_phase" not in t["expr"]:
                     assert 'candidate=~"$candidate"' in t["expr"], (p["title"], t["expr"])
-                if "loadbench_max_sustainable" not in t["expr"]:  # sweep results are keyed by sweep_id
+                if "loadbench_max_sustainable" not in t["expr"] and "loadbench_sweep_capacity" not in t["expr"]:  # keyed by sweep_id
                     assert 'run_id=~"$run_id"' in t["expr"], (p["title"], t["expr"])
         for v in dash["templating"]["list"]:
             for series in re.findall(r"\bloadbench_[a-z_]+", json.dumps(v)):

@@ -113,8 +113,9 @@ def test_exposition_matches_the_contract_and_labels_are_bounded():
     allowed = {n for spec in CONTRACT for n in exposed_names(spec)} | {n + "_created" for n in names}
     assert names <= allowed, names - allowed
     for spec in CONTRACT:
-        if spec.name == "loadbench_max_sustainable_rate_requests_per_second":
-            continue  # pushed by sweeps, not served by runs (tested in test_prometheus_e2e)
+        if spec.name in ("loadbench_max_sustainable_rate_requests_per_second", "loadbench_sweep_capacity_requests_per_second",
+                         "loadbench_slo_verdict", "loadbench_slo_candidate_verdict"):
+            continue  # verdict series only with an SLO (test_slo_verdict_series);  # pushed by sweeps, not served by runs (tested in test_prometheus_e2e)
         if spec.name == "loadbench_session_pass_ratio":
             continue  # only once sessions finished (test_session_series)
         assert any(n in names for n in exposed_names(spec)), spec.name
@@ -177,3 +178,29 @@ def test_session_series():
     assert val("loadbench_sessions_total", kind="conversation", outcome="failed") == 1
     assert val("loadbench_sessions_total", kind="task", outcome="passed") == 1
     assert val("loadbench_session_pass_ratio", kind="conversation") == 0.5
+
+
+def test_slo_verdict_series():
+    from loadbench.slo import parse_clauses
+    from loadbench.summary import LiveVerdicts
+
+    recorder = Recorder(["a", "b"])
+    for i in range(300):
+        recorder(rec(i, cand="a", latency_ms=100))
+        recorder(rec(i, cand="b", latency_ms=100))
+    recorder(rec(300, cand="b", latency_ms=100))
+    recorder.flush()
+    st = state()
+    st.slo = LiveVerdicts(parse_clauses(["latency p95 <= 5s", "latency p99.9 <= 5s"]), recorder, None)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(LoadbenchCollector(st, recorder, None, lambda name: 0))
+    samples = {}
+    for fam in text_string_to_metric_families(generate_latest(registry).decode()):
+        for s in fam.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    for cand in ("a", "b"):
+        assert value(samples, "loadbench_slo_verdict", candidate=cand, clause="latency p95 <= 5s", verdict="pass") == 1
+        assert value(samples, "loadbench_slo_verdict", candidate=cand, clause="latency p95 <= 5s", verdict="fail") == 0
+        assert value(samples, "loadbench_slo_verdict", candidate=cand, clause="latency p99.9 <= 5s", verdict="inconclusive") == 1
+        assert value(samples, "loadbench_slo_candidate_verdict", candidate=cand, verdict="inconclusive") == 1
+        assert value(samples, "loadbench_slo_candidate_verdict", candidate=cand, verdict="pass") == 0

@@ -106,7 +106,8 @@ scrape_configs:
         from loadbench.metrics import push_sweep
 
         push_sweep(f"http://127.0.0.1:{push_port}", {"sweep_id": "sweep-e2e", "scenario": "demo", "candidates": {
-            name: {"max_sustainable_qps": 12.5} for name in CANDIDATES}})
+            name: {"max_sustainable_qps": 12.5, "capacity": {"low_qps": 12.5, "estimate_qps": 14.0, "high_qps": 16.0}}
+            for name in CANDIDATES}})
         time.sleep(2.5)  # a scrape of the Pushgateway
         range_s = max(5, int(at - started))
 
@@ -116,7 +117,7 @@ scrape_configs:
             for p in panels(dash):
                 for t in p["targets"]:
                     expr = substitute(t["expr"], run_id=run_id, rate="5s", range_s=range_s)
-                    result = query(prom_port, expr, time.time() if "max_sustainable" in expr else at)
+                    result = query(prom_port, expr, time.time() if "max_sustainable" in expr or "sweep_capacity" in expr else at)
                     assert result, f"{name} / {p['title']}: no data for {expr}"
                     if "candidate" in expr.split("by (", 1)[-1].split(")", 1)[0] or "by (" not in expr:
                         seen = {r["metric"].get("candidate") for r in result}

@@ -7,9 +7,18 @@ from loadbench.decision import decide, pareto_frontier
 from loadbench.quality import QualityAggregator
 from loadbench.records import ERROR, OK, RequestResult
 from loadbench.slo import evaluate, parse_clause, parse_clauses, request_check
+from loadbench.hdr import new_histogram, record_batch
 from loadbench.validity import ValidityLimits, assess
 
 MS = 1_000_000
+
+
+def latency_hists(*groups: tuple[int, float]) -> dict:
+    """{"latency": HDR histogram (µs)} from (count, seconds) groups."""
+    hist = new_histogram()
+    for count, seconds in groups:
+        record_batch(hist, [int(seconds * 1e6)] * count)
+    return {"latency": hist}
 
 
 @pytest.mark.parametrize(
@@ -27,6 +36,11 @@ MS = 1_000_000
         ("accuracy ci_low >= 0.75", "accuracy", "ci_low", ">=", 0.75),
         ("cost_per_task <= $0.002", "cost_per_task", "value", "<=", 0.002),
         ("cost_per_correct <= 0.01", "cost_per_correct", "value", "<=", 0.01),
+        ("latency p99.9 <= 5s", "latency", "p99.9", "<=", 5.0),
+        ("latency p999 <= 5s", "latency", "p99.9", "<=", 5.0),
+        ("latency p99.99 <= 5s", "latency", "p99.99", "<=", 5.0),
+        ("ttft p42 <= 1s", "ttft", "p42", "<=", 1.0),
+        ("latency max <= 10s", "latency", "max", "<=", 10.0),
     ],
 )
 def test_parse(text, metric, stat, op, threshold):
@@ -39,7 +53,7 @@ def test_parse(text, metric, stat, op, threshold):
     "text, message",
     [
         ("latency p95 <= 2", "give the unit"),
-        ("latency p42 <= 2s", "unknown statistic"),
+        ("latency p100 <= 2s", "unknown statistic"),
         ("speed p95 <= 2s", "unknown metric"),
         ("accuracy >= 80ms", "not a time"),
         ("latency p95 2s", "cannot read"),
@@ -61,14 +75,41 @@ def cand(p95=1.0, count=500, error_ratio=0.0, acc=0.9, ci_low=0.85, cost=0.001, 
 
 def test_evaluate_lists_failing_clauses_with_measured_values_and_sufficiency():
     clauses = parse_clauses(["latency p95 <= 2s", "latency p99 <= 1s", "accuracy >= 0.95", "error_ratio <= 0.01"])
-    out = evaluate(clauses, cand(p95=1.0, count=500))
-    assert not out["ok"]
+    out = evaluate(clauses, cand(p95=1.0, count=500), latency_hists((470, 0.5), (15, 1.0), (15, 1.5)))
+    assert not out["ok"] and out["verdict"] == "fail"
     assert out["failing"] == ["latency p99 <= 1s", "accuracy >= 0.95"]
     by = {r["clause"]: r for r in out["clauses"]}
-    assert by["latency p99 <= 1s"]["measured"] == 1.5
+    assert by["latency p99 <= 1s"]["measured"] == pytest.approx(1.5, rel=1e-3)
+    assert by["latency p95 <= 2s"]["verdict"] == "pass" and by["error_ratio <= 0.01"]["verdict"] == "pass"
+    assert by["latency p99 <= 1s"]["ci_low"] > 1.0  # the whole interval is over the bound
     assert by["latency p95 <= 2s"]["sufficient"] is True and by["latency p99 <= 1s"]["sufficient"] is False
-    missing = evaluate(parse_clauses(["ttfc p95 <= 1s"]), cand())
+    missing = evaluate(parse_clauses(["ttfc p95 <= 1s"]), cand(), {"ttfc": new_histogram()})
     assert not missing["ok"] and missing["clauses"][0]["note"] == "not measured"
+    assert missing["verdict"] == "inconclusive"
+
+
+@pytest.mark.parametrize("clause, n, verdict", [
+    ("latency p95 <= 5s", 300, "pass"),
+    ("latency p95 <= 90ms", 300, "fail"),
+    ("latency p99.9 <= 5s", 300, "inconclusive"),
+    ("latency p95 <= 5s", 30, "inconclusive"),
+    ("latency max <= 5s", 30, "pass"),
+    ("latency mean <= 101ms", 300, "pass"),
+])
+def test_three_valued_verdicts_at_about_100ms(clause, n, verdict):
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    hist = new_histogram()
+    record_batch(hist, (rng.uniform(0.095, 0.105, n) * 1e6).astype(int))
+    out = evaluate(parse_clauses([clause]), cand(count=n), {"latency": hist})
+    r = out["clauses"][0]
+    assert r["verdict"] == verdict and out["verdict"] == verdict
+    if verdict == "inconclusive":
+        assert r["more_samples"] and r["more_samples"] > 0 and out["more_samples"] == r["more_samples"]
+        assert r["ci_high"] is None  # no sample far enough out to bound it
+    else:
+        assert r["ci_low"] is not None and r["ci_high"] is not None
 
 
 def rec(seq, status=OK, latency_ms=100, verdict="pass", ttft_ms=50, in_window=True):
@@ -123,9 +164,10 @@ def summary_of(**cands):
 
 def test_decision_ranks_slo_passing_candidates_by_objective_with_caveats():
     clauses = parse_clauses(["latency p95 <= 2s", "accuracy >= 0.8"])
-    a, b, c = cand(acc=0.85, per_correct=0.001), cand(acc=0.92, per_correct=0.004), cand(p95=3.0, per_correct=0.0005)
+    a, b, c = (cand(acc=0.85, per_correct=0.001, count=1000), cand(acc=0.92, per_correct=0.004, count=1000),
+               cand(p95=3.0, per_correct=0.0005, count=1000))
     for x in (a, b, c):
-        x["slo"] = evaluate(clauses, x)
+        x["slo"] = evaluate(clauses, x, latency_hists((1000, x["latency_s"]["p95"])))
     s = summary_of(a=a, b=b, c=c)
     s["comparisons"] = [{"a": "a", "b": "b", "diff": -0.07, "ci_low": -0.12, "ci_high": -0.02, "p_value": 0.2, "n": 200}]
     d = decide(s)
@@ -232,3 +274,44 @@ def test_session_and_task_pass_rates_are_slo_metrics():
     assert [r["ok"] for r in out["clauses"]] == [False, True]
     assert out["clauses"][0]["measured"] == 0.35 and out["clauses"][0]["n"] == 31
     assert evaluate(parse_clauses(["session_pass_rate >= 0.5"]), cand())["clauses"][0]["note"] == "not measured"
+
+
+def test_until_decided_stops_once_every_verdict_is_settled(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"id": f"q{i}", "input": f"q {i}", "target": "ok"}) + "\n" for i in range(10)))
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(f"""
+dataset: {data}
+candidates: [{{name: wide, sim: instant, sim_params: {{slots: 1000, prefill_base_s: 0.01, filler_tokens: 1}}}}]
+load: {{rate_qps: 60, warmup_s: 0.5, duration_s: 2, until_decided: true, max_duration_s: 40, check_interval_s: 1, seed: 2}}
+slo: ["latency p95 <= 1s"]
+""")
+    proc = subprocess.run([sys.executable, "-m", "loadbench", "run", str(scenario), "--out", str(tmp_path / "runs"), "--quiet",
+                           "--no-metrics", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(proc.stdout)
+    seq = s["outcome"]["sequential"]
+    assert s["outcome"]["stop_reason"].startswith("decided")
+    assert seq["looks_taken"] >= 1 and seq["decided_at_s"] < 20  # far short of the 40 s cap
+    c = s["candidates"]["wide"]
+    assert c["slo"]["verdict"] == "pass" and c["slo"]["confidence"] == pytest.approx(seq["per_look_confidence"])
+    assert seq["looks_planned"] == 1 + 38 and seq["per_look_confidence"] == pytest.approx(1 - 0.05 / 39)
+    assert c["window"]["sent"] < 60 * 30
+
+
+def test_until_decided_needs_an_slo_and_a_cap(tmp_path):
+    from loadbench.scenario import Load, Scenario
+
+    with pytest.raises(ValueError, match="exactly one cap"):
+        Load(rate_qps=1, until_decided=True)
+    with pytest.raises(ValueError, match="until_decided"):
+        Load(rate_qps=1, duration_s=5, max_duration_s=10)
+    with pytest.raises(ValueError, match="give an slo"):
+        Scenario(dataset="d", candidates=[{"name": "a", "sim": "instant"}],
+                 load={"rate_qps": 1, "until_decided": True, "max_duration_s": 10})
