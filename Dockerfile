@@ -15,4 +15,4 @@ WORKDIR /home/loadbench
 USER loadbench
 RUN mkdir -p /home/loadbench/data
 ENTRYPOINT ["loadbench"]
-CMD ["serve", "--host", "0.0.0.0", "--port", "8080", "--data-dir", "/home/loadbench/data", "--scenarios", "/home/loadbench/scenarios"]
+CMD ["serve", "--host", "0.0.0.0", "--port", "8080", "--data-dir", "/home/loadbench/data", "--scenarios", "/home/loadbench/scenarios", "--allow-host-header", "loadbench"]

@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--baseline", metavar="RUN_DIR",
                      help="compare with this earlier run; exit 4 when a candidate regressed (accuracy, p95, goodput or cost)")
     run.add_argument("--stop-with-parent", type=int, help=argparse.SUPPRESS)
+    run.add_argument("--service-policy", help=argparse.SUPPRESS)  # runs started by `loadbench serve`
     run.add_argument("--ray", metavar="auto|ADDRESS",
                      help="run the workers as Ray actors (pip install 'loadbench[ray]'): auto joins RAY_ADDRESS or a "
                           "local cluster (starting one if none runs), or give the cluster's address")
@@ -64,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sw = sub.add_parser("sweep", help="find each candidate's highest rate that meets the SLO, and project capacity")
     sw.add_argument("--stop-with-parent", type=int, help=argparse.SUPPRESS)
+    sw.add_argument("--service-policy", help=argparse.SUPPRESS)
     sw.add_argument("scenario", help="scenario YAML file (its slo: list is the bar each step must clear)")
     sw.add_argument("--rates", help="explicit ladder, e.g. 5,10,20,40 (default: calibrate, then a geometric ladder)")
     sw.add_argument("--step-duration", type=float, default=20.0, metavar="S",
@@ -153,6 +155,27 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--port", type=int, default=8080)
     srv.add_argument("--max-concurrent", type=int, default=1, help="runs at the same time (default 1)")
     srv.add_argument("--token-env", default="LOADBENCH_TOKEN", help="environment variable with the API bearer token")
+    srv.add_argument("--read-token-env", metavar="VAR", help="environment variable with a read-only token (reads, not submissions)")
+    srv.add_argument("--allow-key", action="append", default=[], metavar="KEY_ENV=HOST[:PORT][,HOST...]",
+                     help="let runs use this API key variable, sent only to these hosts (repeatable; none by default)")
+    srv.add_argument("--allow-host", action="append", default=[], metavar="HOST[:PORT]",
+                     help="a host runs may send requests to, besides loopback (repeatable)")
+    srv.add_argument("--allow-scorer-module", action="append", default=[], metavar="MODULE",
+                     help="custom scorers (code) may come from this module or its submodules (repeatable; none by default)")
+    srv.add_argument("--allow-host-header", action="append", default=[], metavar="NAME",
+                     help="a Host header name the service answers to besides loopback and --host (e.g. its DNS name)")
+    srv.add_argument("--open-metrics", action="store_true", help="serve /metrics without a token (for a Prometheus that sends none)")
+    srv.add_argument("--max-queue", type=int, default=100, help="queued runs at most; more get 429 (default 100)")
+    srv.add_argument("--max-schedules", type=int, default=20, help="schedules at most (default 20)")
+    srv.add_argument("--min-schedule-interval", type=float, default=300.0, metavar="S",
+                     help="a schedule fires at most once per S seconds (default 300)")
+    srv.add_argument("--max-streams", type=int, default=8, help="open event streams at most (default 8)")
+    srv.add_argument("--max-rate-qps", type=float, default=2000.0, help="highest load.rate_qps a submission may ask (default 2000)")
+    srv.add_argument("--max-duration", type=float, default=21600.0, metavar="S", help="longest run or step (default 21600)")
+    srv.add_argument("--max-requests", type=int, default=2_000_000, help="most requests one run may plan (default 2,000,000)")
+    srv.add_argument("--keep-runs", type=int, default=1000, help="finished runs kept (default 1000; baselines always kept)")
+    srv.add_argument("--keep-days", type=float, default=30.0, help="finished runs older than this are deleted (default 30)")
+    srv.add_argument("--child-memory-mb", type=int, default=4096, help="address-space limit of each run (default 4096; 0: none)")
     hist = sub.add_parser("history", help="list the runs the service keeps")
     hist.add_argument("--data-dir", default="loadbench-data")
     hist.add_argument("--scenario")
@@ -187,6 +210,24 @@ def _install_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+def _enforce_service_policy(path: str | None, scenario_file: str, scenario: Any, scenario_dir: Path) -> None:
+    """A run started by the service checks again what it may reach before it sends anything."""
+    if not path:
+        return
+    import orjson
+
+    from .service_policy import Policy, check_scenario, scan_yaml
+
+    policy = Policy.from_json(orjson.loads(Path(path).read_bytes()))
+    try:
+        scan_yaml(Path(scenario_file).read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise ConfigError.single(scenario_file, str(exc)) from None
+    problems = check_scenario(scenario, scenario_dir, policy)
+    if problems:
+        raise ConfigError([Problem(scenario_file, None, "", p) for p in problems])
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .engine import dumps, execute, resolve
     from .report import comparison_table
@@ -200,6 +241,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.requests is not None:
         overrides += [f"load.requests={args.requests}", "load.duration_s=null"]
     scenario, scenario_dir = load_scenario(args.scenario, overrides)
+    _enforce_service_policy(args.service_policy, args.scenario, scenario, scenario_dir)
     resolved = resolve(scenario, args.scenario, scenario_dir, args.candidate or None)
     # A relative output.dir is relative to where loadbench runs, like any CLI's output path.
     out_root = Path(args.out or scenario.output.dir)
@@ -294,8 +336,29 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     if not 1 <= args.max_concurrent <= 64:
         raise ConfigError.single("--max-concurrent", "must be between 1 and 64")
+    from .service_policy import parse_grant
+
+    grants: dict[str, tuple[str, ...]] = {}
+    for text in args.allow_key:
+        try:
+            name, hosts = parse_grant(text)
+        except ValueError as exc:
+            raise ConfigError.single("--allow-key", str(exc)) from None
+        grants[name] = hosts
+    for flag, value, low in (("--max-queue", args.max_queue, 1), ("--max-schedules", args.max_schedules, 0),
+                             ("--max-streams", args.max_streams, 1), ("--keep-runs", args.keep_runs, 1),
+                             ("--max-requests", args.max_requests, 1), ("--child-memory-mb", args.child_memory_mb, 0)):
+        if value < low:
+            raise ConfigError.single(flag, f"must be at least {low}")
     serve(ServiceConfig(data_dir=Path(args.data_dir), scenarios_dir=Path(args.scenarios), host=args.host, port=args.port,
-                        max_concurrent=args.max_concurrent, token_env=args.token_env))
+                        max_concurrent=args.max_concurrent, token_env=args.token_env, read_token_env=args.read_token_env,
+                        open_metrics=args.open_metrics, allow_hosts=tuple(h.lower() for h in args.allow_host),
+                        key_grants=grants, scorer_modules=tuple(args.allow_scorer_module),
+                        host_headers=tuple(args.allow_host_header), max_queue=args.max_queue,
+                        max_schedules=args.max_schedules, min_schedule_interval_s=args.min_schedule_interval,
+                        max_streams=args.max_streams, max_rate_qps=args.max_rate_qps, max_duration_s=args.max_duration,
+                        max_requests=args.max_requests, keep_runs=args.keep_runs, keep_days=args.keep_days,
+                        child_memory_mb=args.child_memory_mb))
     return EXIT_OK
 
 
@@ -594,6 +657,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         raise ConfigError.single("--max-steps", "must be between 1 and 100")
     overrides = [*list(args.set), "load.requests=null", f"load.duration_s={args.step_duration}"]
     scenario, scenario_dir = load_scenario(args.scenario, overrides)
+    _enforce_service_policy(args.service_policy, args.scenario, scenario, scenario_dir)
     resolved = resolve(scenario, args.scenario, scenario_dir, args.candidate or None)
     cfg = SweepConfig(rates=rates, step_s=args.step_duration, warmup_s=args.warmup, steps=args.steps, refine=args.refine,
                       confirm=args.confirm, calibrate_users=args.calibrate_users, peak_qps=args.peak_qps,

@@ -352,6 +352,7 @@ async def execute(
             if view is not None or not quiet:
                 sys.stderr.write(f"loadbench: metrics at http://{metrics.host}:{server.port}/metrics\n")
             meta["metrics_port"] = server.port
+            write_json_atomic(run_dir / "run.json", meta)  # the service reads the port from here
 
         # Finished records go to the scoring thread in small batches: one cross-thread wake-up
         # per batch instead of one per request keeps the sending loop's per-request cost down.

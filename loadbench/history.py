@@ -116,6 +116,18 @@ class History:
         with self._tx():
             self._db.execute(f"UPDATE runs SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?", (*values, run_id))
 
+    def expired_runs(self, keep: int, older_than: float) -> list[str]:
+        """Finished runs past the retention policy (beyond the newest `keep`, or finished before
+        `older_than`), never a baseline's run."""
+        rows = self._db.execute(
+            "SELECT id, finished_at FROM runs WHERE status IN ('done', 'failed', 'cancelled', 'interrupted') "
+            "AND id NOT IN (SELECT run_id FROM baselines) ORDER BY created_at DESC").fetchall()
+        return [run_id for i, (run_id, finished) in enumerate(rows) if i >= keep or (finished or 0) < older_than]
+
+    def delete_runs(self, run_ids: list[str]) -> None:
+        with self._tx():
+            self._db.executemany("DELETE FROM runs WHERE id = ?", [(r,) for r in run_ids])
+
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         row = self._db.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE id = ?", (run_id,)).fetchone()
         return _run_row(row) if row else None

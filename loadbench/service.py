@@ -31,8 +31,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from .errors import ConfigError
 from .files import read_json, write_json_atomic
 from .history import ACTIVE, History, compact_summary
-from .workers import child_env
+from .service_policy import Policy, check_scenario, child_environment, key_variables, scan_yaml
 
+POLICY_FILE = "policy.json"  # what the child run may reach, checked again by the child
+CHILD_LOG = "child.log"  # the child run's stderr
 ARTIFACTS = ("summary.json", "report.html", "report.md", "results.jsonl", "histograms.hlog", "run.json", "sweep.json")
 FINAL = ("done", "failed", "cancelled", "interrupted")
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
@@ -56,6 +58,24 @@ class ServiceConfig:
     max_body_bytes: int = 1 << 20
     max_scenario_bytes: int = 256 << 10
     schedule_tick_s: float = 15.0
+    # hardening (docs/service.md, "Threat model")
+    read_token_env: str | None = None  # a token that may read but not submit
+    open_metrics: bool = False  # /metrics without a token (for a Prometheus that cannot send one)
+    allow_hosts: tuple[str, ...] = ()  # target hosts beyond loopback
+    key_grants: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    scorer_modules: tuple[str, ...] = ()
+    host_headers: tuple[str, ...] = ()  # Host header values accepted beyond loopback and the bind address
+    max_queue: int = 100
+    max_schedules: int = 20
+    min_schedule_interval_s: float = 300.0
+    max_streams: int = 8
+    stream_max_s: float = 3600.0
+    max_rate_qps: float = 2_000.0
+    max_duration_s: float = 6 * 3600.0
+    max_requests: int = 2_000_000
+    keep_runs: int = 1000
+    keep_days: float = 30.0
+    child_memory_mb: int = 4096
 
 
 @dataclass(slots=True)
@@ -63,8 +83,6 @@ class ActiveRun:
     proc: asyncio.subprocess.Process
     out_dir: Path
     metrics_port: int | None = None
-    last_progress: str = ""
-    stderr_tail: list[str] = field(default_factory=list)
     cancel_requested: bool = False
     # results.jsonl lines counted so far, and up to where: progress reads only what is new
     results_lines: int = 0
@@ -73,11 +91,26 @@ class ActiveRun:
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+    def __init__(self, status: int, message: str, field: str | None = None, retry_after_s: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.field = field
+        self.retry_after_s = retry_after_s
+
+
+def _tail_lines(path: Path, n: int) -> list[str]:
+    """The last n non-empty lines of a log file (read from its end, whatever its size)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 8192))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return []
+    lines = [line.rstrip() for line in text.replace("\r", "\n").splitlines() if line.strip()]
+    return [line[-500:] for line in lines[-n:]]
 
 
 def _now_iso(ts: float | None) -> str | None:
@@ -85,9 +118,17 @@ def _now_iso(ts: float | None) -> str | None:
 
 
 class Service:
-    def __init__(self, cfg: ServiceConfig, token: str) -> None:
+    def __init__(self, cfg: ServiceConfig, token: str, read_token: str | None = None) -> None:
         self.cfg = cfg
         self._token = token
+        self._read_token = read_token
+        # a browser session proves it was given a token without holding the token itself
+        self._session_cookie = hmac.new(token.encode(), b"loadbench-read-session", "sha256").hexdigest()
+        self.policy = Policy(confine_dir=str(cfg.scenarios_dir.resolve()), allow_hosts=cfg.allow_hosts,
+                             key_grants=dict(cfg.key_grants), scorer_modules=cfg.scorer_modules,
+                             max_rate_qps=cfg.max_rate_qps, max_duration_s=cfg.max_duration_s, max_requests=cfg.max_requests)
+        self.protected_env = tuple(e for e in (cfg.token_env, cfg.read_token_env) if e)
+        self.streams = 0
         self.scenarios_dir = cfg.scenarios_dir.resolve()
         self.runs_dir = cfg.data_dir / "runs"
         self.submitted_dir = cfg.data_dir / "submitted"
@@ -105,6 +146,7 @@ class Service:
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5), trust_env=False)
         self.recover()
+        self.prune()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._dispatch_forever()), loop.create_task(self._schedule_forever())]
 
@@ -127,6 +169,20 @@ class Service:
         if self._session is not None:
             await self._session.close()
         self.history.close()
+
+    def prune(self) -> list[str]:
+        """Retention: finished runs beyond --keep-runs or older than --keep-days go, with their
+        directories and submitted files (a baseline's run stays)."""
+        import shutil
+
+        expired = self.history.expired_runs(self.cfg.keep_runs, time.time() - self.cfg.keep_days * 86_400)
+        for run_id in expired:
+            if _ID.match(run_id):
+                shutil.rmtree(self.runs_dir / run_id, ignore_errors=True)
+                (self.submitted_dir / f"{run_id}.yaml").unlink(missing_ok=True)
+        if expired:
+            self.history.delete_runs(expired)
+        return expired
 
     def recover(self) -> None:
         """After a restart: runs that were running are interrupted (their data is kept and the
@@ -167,11 +223,38 @@ class Service:
 
     # ----------------------------------------------------------------- submissions
 
-    def _check_auth(self, request: web.Request) -> None:
+    def _bearer(self, request: web.Request) -> bytes | None:
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self._token.encode()):
+        if scheme.lower() != "bearer":
+            return None
+        # header bytes that are not UTF-8 arrive as surrogates: compare them as bytes, never fail on them
+        return given.strip().encode("utf-8", "surrogateescape")
+
+    def _check_auth(self, request: web.Request) -> None:
+        given = self._bearer(request)
+        if given is None or not hmac.compare_digest(given, self._token.encode()):
             raise ApiError(401, "a bearer token is required for this call (Authorization: Bearer ...)")
+
+    def _check_read(self, request: web.Request) -> None:
+        """Reads need the token, the read-only token, or the session cookie /login sets."""
+        given = self._bearer(request)
+        if given is not None:
+            if hmac.compare_digest(given, self._token.encode()) or (
+                    self._read_token is not None and hmac.compare_digest(given, self._read_token.encode())):
+                return
+        cookie = request.cookies.get(SESSION_COOKIE, "")
+        if cookie and hmac.compare_digest(cookie.encode("utf-8", "surrogateescape"), self._session_cookie.encode()):
+            return
+        raise ApiError(401, "a bearer token is required to read this (Authorization: Bearer ..., or log in at /login)")
+
+    def login(self, token: str) -> str:
+        """The session cookie for a browser that presented a valid (read) token."""
+        given = token.strip().encode("utf-8", "surrogateescape")
+        if hmac.compare_digest(given, self._token.encode()) or (
+                self._read_token is not None and hmac.compare_digest(given, self._read_token.encode())):
+            return self._session_cookie
+        raise ApiError(401, "that token is not valid")
 
     def _scenario_file(self, name: str) -> Path:
         if not isinstance(name, str) or not name or "\x00" in name:
@@ -229,12 +312,13 @@ class Service:
             text = body["scenario_yaml"]
             if not isinstance(text, str):
                 raise ApiError(400, "scenario_yaml must be a string", "scenario_yaml")
-            if len(text.encode()) > self.cfg.max_scenario_bytes:
+            if len(text.encode("utf-8", "surrogateescape")) > self.cfg.max_scenario_bytes:
                 raise ApiError(413, f"scenario_yaml is larger than {self.cfg.max_scenario_bytes} bytes", "scenario_yaml")
             try:
+                scan_yaml(text)  # aliases and deep nesting are refused before anything expands them
                 data = yaml.safe_load(text)
-            except yaml.YAMLError as exc:
-                raise ApiError(400, f"scenario_yaml is not valid YAML: {exc}", "scenario_yaml") from None
+            except (ValueError, yaml.YAMLError, RecursionError) as exc:
+                raise ApiError(400, f"scenario_yaml: {exc}", "scenario_yaml") from None
             if not isinstance(data, dict):
                 raise ApiError(400, "scenario_yaml must be a mapping", "scenario_yaml")
             paths = []
@@ -248,10 +332,52 @@ class Service:
             label = str(data.get("name") or "(inline)")
         if body.get("label") is not None:
             request["label"] = str(body["label"])[:200]
+        self._check_final(request)
         return kind, label, request
+
+    def _check_final(self, request: dict[str, Any]) -> None:
+        """Load the scenario as the child will (every override applied, the same code as the
+        CLI) and hold it against the policy: hosts, key grants, files, scorer code, sizes."""
+        import tempfile
+
+        from .scenario import load_scenario
+
+        overrides = [*request.get("confined_paths", ()), *request.get("overrides", ())]
+        if request["kind"] == "sweep":
+            step = (request.get("sweep") or {}).get("step_duration_s", 20.0)
+            overrides += ["load.requests=null", f"load.duration_s={step or 20.0}"]
+        with tempfile.TemporaryDirectory(dir=self.submitted_dir) as tmp:
+            if "scenario" in request:
+                path = self._scenario_file(request["scenario"])
+            else:
+                path = Path(tmp) / "scenario.yaml"
+                path.write_text(request["scenario_yaml"], encoding="utf-8", errors="surrogateescape")
+            try:
+                scenario, scenario_dir = load_scenario(path, overrides)
+            except ConfigError as err:
+                # the same words as the CLI, with the file named as the submitter knows it
+                shown = request.get("scenario", "scenario_yaml")
+                text = "; ".join(f"{p.field + ': ' if p.field else ''}{p.message}" + (f" (line {p.line})" if p.line else "")
+                                 for p in err.problems)
+                raise ApiError(400, f"{shown}: {text}", "scenario") from None
+            except RecursionError:
+                raise ApiError(400, "the scenario is nested too deeply", "scenario") from None
+        if "scenario" not in request:
+            scenario_dir = self.submitted_dir  # where the child reads it from: only absolute, confined paths pass
+        problems = check_scenario(scenario, scenario_dir, self.policy, self.protected_env)
+        sweep = request.get("sweep") or {}
+        for key in ("step_duration_s", "max_step_duration_s", "time_budget_s"):
+            if key in sweep and sweep[key] > self.cfg.max_duration_s:
+                problems.append(f"sweep.{key}: {sweep[key]:g} s is above this service's limit of {self.cfg.max_duration_s:g} s")
+        if problems:
+            raise ApiError(403, "not allowed by this service's policy: " + "; ".join(problems), "scenario")
+        request["key_envs"] = key_variables(scenario)
 
     def submit(self, body: Any, schedule_id: str | None = None) -> dict[str, Any]:
         kind, label, request = self.validate_submission(body)
+        queued = len(self.history.list_runs(status="queued", limit=self.cfg.max_queue + 1))
+        if queued >= self.cfg.max_queue:
+            raise ApiError(429, f"the queue is full ({self.cfg.max_queue} runs waiting); try again later", retry_after_s=60)
         run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets_mod.token_hex(3)
         if "scenario_yaml" in request:
             (self.submitted_dir / f"{run_id}.yaml").write_text(request["scenario_yaml"])
@@ -294,7 +420,7 @@ class Service:
         else:
             scenario_path = str(self.submitted_dir / f"{row['id']}.yaml")
         cmd = [sys.executable, "-m", "loadbench", request["kind"], scenario_path, "--out", str(out_dir),
-               "--stop-with-parent", str(os.getpid())]
+               "--stop-with-parent", str(os.getpid()), "--service-policy", str(out_dir / POLICY_FILE)]
         if request["kind"] == "run":
             cmd += ["--metrics-port", "0"]
         for key, value in (request.get("sweep") or {}).items():
@@ -314,23 +440,27 @@ class Service:
         except ApiError as exc:  # the scenario went away while queued
             self.history.update_run(run_id, status="failed", finished_at=time.time(), error=exc.message)
             return
-        proc = await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                                                    stderr=asyncio.subprocess.PIPE, env=child_env(), start_new_session=True)
+        write_json_atomic(out_dir / POLICY_FILE, self.policy.to_json())
+        env = child_environment(row["request"].get("key_envs") or [], self.policy)
+        limit = self.cfg.child_memory_mb << 20
+
+        def limit_memory() -> None:  # runs in the child before exec: a runaway run cannot take the host's memory
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+        # The child's stderr goes to a file in its run directory (never a pipe to us): a run that
+        # outlives the service still writes everything, its summary included.
+        with open(out_dir / CHILD_LOG, "ab") as log:
+            proc = await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                                                        stderr=log, env=env, start_new_session=True,
+                                                        preexec_fn=limit_memory if limit > 0 else None)
         self.active[run_id] = ActiveRun(proc, out_dir)
         self.history.update_run(run_id, status="running", started_at=time.time())
         asyncio.get_running_loop().create_task(self._watch(run_id))
 
     async def _watch(self, run_id: str) -> None:
         active = self.active[run_id]
-        assert active.proc.stderr is not None
-        async for raw in active.proc.stderr:
-            line = raw.decode(errors="replace").rstrip()
-            m = re.search(r"metrics at http://[^:]+:(\d+)/metrics", line)
-            if m:
-                active.metrics_port = int(m.group(1))
-            elif line:
-                active.last_progress = line[-500:]
-                active.stderr_tail = [*active.stderr_tail, line][-20:]
         code = await active.proc.wait()
         del self.active[run_id]
         run_dir = self._locate_run_dir(run_id)
@@ -344,7 +474,7 @@ class Service:
             status = "interrupted"
         else:
             status = "failed"
-        error = None if status == "done" else ("\n".join(active.stderr_tail[-5:]) or f"exit code {code}")
+        error = None if status == "done" else ("\n".join(_tail_lines(active.out_dir / CHILD_LOG, 5)) or f"exit code {code}")
         row = self.history.get_run(run_id) or {}
         regression = None
         if summary is not None and row.get("kind") == "run" and status == "done":
@@ -353,6 +483,7 @@ class Service:
                                 run_dir=str(run_dir) if run_dir else None,
                                 summary=compact_summary(summary) if summary and "candidates" in summary else None,
                                 regression=regression)
+        self.prune()
         self._wake.set()
 
     def _check_baselines(self, scenario: str, run_dir: Path, summary: dict[str, Any]) -> dict[str, Any] | None:
@@ -407,6 +538,14 @@ class Service:
         cron = body["cron"]
         if not isinstance(cron, str) or len(cron.split()) != 5 or not croniter.is_valid(cron):
             raise ApiError(400, f"not a five-field cron expression: {cron!r}", "cron")
+        if len(self.history.list_schedules()) >= self.cfg.max_schedules:
+            raise ApiError(429, f"this service keeps at most {self.cfg.max_schedules} schedules; delete one first",
+                           retry_after_s=3600)
+        it = croniter(cron, datetime.now(UTC))
+        first, second = it.get_next(float), it.get_next(float)
+        if second - first < self.cfg.min_schedule_interval_s:
+            raise ApiError(400, f"{cron!r} fires every {second - first:g} s; this service allows at most one run every "
+                                f"{self.cfg.min_schedule_interval_s:g} s per schedule", "cron")
         _, label, _ = self.validate_submission(body["run"])
         schedule_id = "sch-" + secrets_mod.token_hex(4)
         self.history.add_schedule(schedule_id, label, cron, body["run"])
@@ -444,17 +583,29 @@ class Service:
         if active.planned is None and run_dir is not None and (run_dir / "run.json").exists():
             with contextlib.suppress(OSError, ValueError):
                 active.planned = read_json(run_dir / "run.json").get("planned_requests")
+        last = _tail_lines(active.out_dir / CHILD_LOG, 1)
         return {"results_lines": active.results_lines, "planned_requests_per_candidate": active.planned,
-                "last_line": active.last_progress}
+                "last_line": last[0] if last else None}
+
+    def _metrics_port(self, run_id: str, active: ActiveRun) -> int | None:
+        """The child's /metrics port, from its run.json (the documented child protocol: the run
+        rewrites run.json with `metrics_port` once its endpoint listens)."""
+        if active.metrics_port is None:
+            run_dir = self._locate_run_dir(run_id)
+            if run_dir is not None and (run_dir / "run.json").exists():
+                with contextlib.suppress(OSError, ValueError):
+                    active.metrics_port = read_json(run_dir / "run.json").get("metrics_port")
+        return active.metrics_port
 
     async def metrics_text(self) -> bytes:
         """Every active run's series (scraped from its own endpoint) merged, plus the service's."""
         families: dict[str, Metric] = {}
-        for active in list(self.active.values()):
-            if active.metrics_port is None or self._session is None:
+        for run_id, active in list(self.active.items()):
+            port = self._metrics_port(run_id, active)
+            if port is None or self._session is None:
                 continue
             try:
-                async with self._session.get(f"http://127.0.0.1:{active.metrics_port}/metrics") as resp:
+                async with self._session.get(f"http://127.0.0.1:{port}/metrics") as resp:
                     text = await resp.text()
             except (aiohttp.ClientError, TimeoutError, OSError):
                 continue
@@ -527,6 +678,25 @@ class Service:
 SERVICE: web.AppKey[Service] = web.AppKey("service", Service)
 
 
+def _host_guard(service: Service) -> Any:
+    """Only Host headers naming this service: a web page cannot reach it by DNS rebinding."""
+    allowed = {*LOOPBACK_NAMES, service.cfg.host.lower().strip("[]"), *(h.lower() for h in service.cfg.host_headers)}
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
+        host = (request.headers.get("Host") or "").lower()
+        name = host[1:].partition("]")[0] if host.startswith("[") else host.rpartition(":")[0] if ":" in host else host
+        if name not in allowed:
+            return web.json_response({"error": f"Host {host!r} is not this service (allowed: loopback, the bind address, "
+                                               "--allow-host-header)"}, status=421)
+        return await handler(request)
+
+    return guard
+
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+
+
 @web.middleware
 async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
@@ -535,8 +705,12 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
         body = {"error": exc.message}
         if exc.field:
             body["field"] = exc.field
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        if exc.retry_after_s is not None:
+            headers["Retry-After"] = str(exc.retry_after_s)
         return web.json_response(body, status=exc.status, headers=headers)
+    except (RecursionError, UnicodeError) as exc:  # hostile input, never a 500
+        return web.json_response({"error": f"the request could not be read: {type(exc).__name__}"}, status=400)
 
 
 _VERDICT_CLASS = {"pass": "ok", "fail": "bad", "inconclusive": "warn"}
@@ -566,7 +740,7 @@ async def _body(request: web.Request) -> Any:
 
 
 def build_app(service: Service) -> web.Application:
-    app = web.Application(middlewares=[_errors], client_max_size=service.cfg.max_body_bytes)
+    app = web.Application(middlewares=[_host_guard(service), _errors], client_max_size=service.cfg.max_body_bytes)
     app[SERVICE] = service
     routes = web.RouteTableDef()
 
@@ -577,8 +751,27 @@ def build_app(service: Service) -> web.Application:
         return row
 
     @routes.get("/")
-    async def index(_r: web.Request) -> web.Response:
+    async def index(request: web.Request) -> web.Response:
+        try:
+            service._check_read(request)
+        except ApiError:
+            raise web.HTTPSeeOther("/login") from None
         return web.Response(text=service.index_html(), content_type="text/html")
+
+    @routes.get("/login")
+    async def login_page(_r: web.Request) -> web.Response:
+        return web.Response(text=LOGIN_HTML, content_type="text/html")
+
+    @routes.post("/login")
+    async def login(request: web.Request) -> web.Response:
+        form = await request.post()
+        token = form.get("token")
+        if not isinstance(token, str):
+            raise ApiError(400, "give the token", "token")
+        cookie = service.login(token)
+        resp = web.HTTPSeeOther("/")
+        resp.set_cookie(SESSION_COOKIE, cookie, httponly=True, samesite="Strict", path="/", max_age=12 * 3600)
+        raise resp
 
     @routes.get("/openapi.yaml")
     async def openapi(_r: web.Request) -> web.Response:
@@ -589,7 +782,9 @@ def build_app(service: Service) -> web.Application:
         return _json({"status": "ok", "running": len(service.active)})
 
     @routes.get("/metrics")
-    async def metrics(_r: web.Request) -> web.Response:
+    async def metrics(request: web.Request) -> web.Response:
+        if not service.cfg.open_metrics:
+            service._check_read(request)
         return web.Response(body=await service.metrics_text(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @routes.post("/api/v1/runs")
@@ -599,6 +794,7 @@ def build_app(service: Service) -> web.Application:
 
     @routes.get("/api/v1/runs")
     async def list_runs(request: web.Request) -> web.Response:
+        service._check_read(request)
         q = request.query
         status = q.get("status")
         if status is not None and status not in (*ACTIVE, *FINAL):
@@ -614,6 +810,7 @@ def build_app(service: Service) -> web.Application:
 
     @routes.get("/api/v1/runs/{run_id}")
     async def get_run(request: web.Request) -> web.Response:
+        service._check_read(request)
         return _json(service.describe(run_or_404(request.match_info["run_id"])))
 
     @routes.post("/api/v1/runs/{run_id}/cancel")
@@ -624,6 +821,7 @@ def build_app(service: Service) -> web.Application:
 
     @routes.get("/api/v1/runs/{run_id}/artifacts/{name}")
     async def artifact(request: web.Request) -> web.StreamResponse:
+        service._check_read(request)
         row = run_or_404(request.match_info["run_id"])
         name = request.match_info["name"]
         if name not in ARTIFACTS:
@@ -636,25 +834,20 @@ def build_app(service: Service) -> web.Application:
 
     @routes.get("/api/v1/runs/{run_id}/events")
     async def events(request: web.Request) -> web.StreamResponse:
+        service._check_read(request)
         run_id = request.match_info["run_id"]
         run_or_404(run_id)
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        await resp.prepare(request)
-        deadline = time.monotonic() + 24 * 3600  # every stream ends
-        while time.monotonic() < deadline:
-            row = service.history.get_run(run_id) or {}
-            event = {"id": run_id, "status": row.get("status")}
-            if run_id in service.active:
-                event["progress"] = service.progress(run_id)
-            await resp.write(b"event: progress\ndata: " + orjson.dumps(event) + b"\n\n")
-            if row.get("status") in FINAL:
-                await resp.write(b"event: end\ndata: " + orjson.dumps(service.describe(row)) + b"\n\n")
-                break
-            await asyncio.sleep(1.0)
-        return resp
+        if service.streams >= service.cfg.max_streams:
+            raise ApiError(503, f"{service.cfg.max_streams} event streams are open; try again later", retry_after_s=10)
+        service.streams += 1
+        try:
+            return await _stream_events(request, service, run_id)
+        finally:
+            service.streams -= 1
 
     @routes.get("/api/v1/schedules")
-    async def list_schedules(_r: web.Request) -> web.Response:
+    async def list_schedules(request: web.Request) -> web.Response:
+        service._check_read(request)
         return _json({"schedules": service.history.list_schedules()})
 
     @routes.post("/api/v1/schedules")
@@ -671,22 +864,12 @@ def build_app(service: Service) -> web.Application:
 
     @routes.get("/api/v1/baselines")
     async def list_baselines(request: web.Request) -> web.Response:
+        service._check_read(request)
         return _json({"baselines": service.history.baselines(request.query.get("scenario"))})
 
     @routes.put("/api/v1/baselines/{scenario}/{candidate}")
     async def set_baseline(request: web.Request) -> web.Response:
-        service._check_auth(request)
-        body = await _body(request)
-        if not isinstance(body, dict) or not isinstance(body.get("run_id"), str):
-            raise ApiError(400, "give run_id: the run whose results become the baseline", "run_id")
-        row = run_or_404(body["run_id"])
-        scenario, candidate = request.match_info["scenario"], request.match_info["candidate"]
-        if row["status"] != "done" or candidate not in ((row.get("summary") or {}).get("candidates") or {}):
-            raise ApiError(409, f"run {row['id']} is not a finished run with candidate {candidate!r}")
-        if row["scenario"] != scenario:
-            raise ApiError(409, f"run {row['id']} is of scenario {row['scenario']!r}, not {scenario!r}")
-        service.history.set_baseline(scenario, candidate, row["id"])
-        return _json({"scenario": scenario, "candidate": candidate, "run_id": row["id"]})
+        return await _set_baseline(request, service, run_or_404)
 
     app.add_routes(routes)
 
@@ -698,7 +881,61 @@ def build_app(service: Service) -> web.Application:
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
+    app.on_response_prepare.append(_harden_response)
     return app
+
+
+async def _stream_events(request: web.Request, service: Service, run_id: str) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await resp.prepare(request)
+    deadline = time.monotonic() + service.cfg.stream_max_s  # every stream ends
+    while time.monotonic() < deadline:
+        row = service.history.get_run(run_id) or {}
+        event = {"id": run_id, "status": row.get("status")}
+        if run_id in service.active:
+            event["progress"] = service.progress(run_id)
+        await resp.write(b"event: progress\ndata: " + orjson.dumps(event) + b"\n\n")
+        if row.get("status") in FINAL:
+            await resp.write(b"event: end\ndata: " + orjson.dumps(service.describe(row)) + b"\n\n")
+            break
+        await asyncio.sleep(1.0)
+    return resp
+
+
+async def _set_baseline(request: web.Request, service: Service, run_or_404: Any) -> web.Response:
+    service._check_auth(request)
+    body = await _body(request)
+    if not isinstance(body, dict) or not isinstance(body.get("run_id"), str):
+        raise ApiError(400, "give run_id: the run whose results become the baseline", "run_id")
+    row = run_or_404(body["run_id"])
+    scenario, candidate = request.match_info["scenario"], request.match_info["candidate"]
+    if row["status"] != "done" or candidate not in ((row.get("summary") or {}).get("candidates") or {}):
+        raise ApiError(409, f"run {row['id']} is not a finished run with candidate {candidate!r}")
+    if row["scenario"] != scenario:
+        raise ApiError(409, f"run {row['id']} is of scenario {row['scenario']!r}, not {scenario!r}")
+    service.history.set_baseline(scenario, candidate, row["id"])
+    return _json({"scenario": scenario, "candidate": candidate, "run_id": row["id"]})
+
+
+SESSION_COOKIE = "loadbench_session"
+# Every page the service serves (the index, the login form, run reports) runs under this policy:
+# no network fetches, no framing, inline styles and scripts only (reports are single files).
+CSP = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:; "
+       "font-src data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+LOGIN_HTML = ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>loadbench service: log in</title>"
+              "<style>body{font:14px system-ui,sans-serif;margin:2em;color:#222}</style></head><body>"
+              "<h1>loadbench service</h1><p>Reading runs needs the service's token (or its read-only token).</p>"
+              "<form method='post' action='/login'><label>token <input type='password' name='token' autocomplete='off'></label> "
+              "<button type='submit'>log in</button></form></body></html>")
+
+
+async def _harden_response(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if request.path.startswith("/api/"):
+        response.headers.setdefault("Cache-Control", "no-store")
 
 
 def serve(cfg: ServiceConfig) -> None:
@@ -708,7 +945,15 @@ def serve(cfg: ServiceConfig) -> None:
                                  "(it holds the bearer token every mutating API call must present)")
     if not cfg.scenarios_dir.is_dir():
         raise ConfigError.single("--scenarios", f"{cfg.scenarios_dir} is not a directory")
-    service = Service(cfg, token)
+    read_token = None
+    if cfg.read_token_env:
+        read_token = os.environ.get(cfg.read_token_env)
+        if not read_token:
+            raise ConfigError.single(f"--read-token-env {cfg.read_token_env}", f"environment variable {cfg.read_token_env} is not set")
+    protected = [e for e in (cfg.token_env, cfg.read_token_env) if e and e in cfg.key_grants]
+    if protected:
+        raise ConfigError.single("--allow-key", f"{protected[0]} holds the service's own token and can never be granted to runs")
+    service = Service(cfg, token, read_token)
     print(f"loadbench serve: http://{cfg.host}:{cfg.port}/ (API /api/v1, docs /openapi.yaml, metrics /metrics); "
           f"data in {cfg.data_dir}", file=sys.stderr, flush=True)
     web.run_app(build_app(service), host=cfg.host, port=cfg.port, print=None, access_log=None)
