@@ -14,11 +14,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadbench.quality import QualityAggregator  # noqa: E402
-from loadbench.recorder import Recorder  # noqa: E402
-from loadbench.records import RequestResult  # noqa: E402
-from loadbench.summary import add_verdicts, build_summary  # noqa: E402
-from loadbench.validity import ValidityLimits  # noqa: E402
+from loadbench.quality import QualityAggregator
+from loadbench.recorder import Recorder
+from loadbench.records import RequestResult
+from loadbench.summary import add_verdicts, build_summary
+from loadbench.validity import ValidityLimits
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
 MS = 1_000_000

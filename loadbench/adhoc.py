@@ -9,8 +9,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from .dataset import Item
-from .engine import Resolved
 from .errors import ConfigError, Problem, format_loc
+from .plan import Resolved
 from .scenario import Scenario
 
 

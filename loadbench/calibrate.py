@@ -14,8 +14,8 @@ from typing import Any
 from .adhoc import adhoc_scenario
 from .calibration import HEADROOM, save_calibration
 from .engine import MetricsOptions, execute
+from .procenv import cpu_count
 from .sim_process import start_sim, stop_sim
-from .workers import cpu_count
 
 
 async def measure(seconds: float = 5.0, concurrency: int = 64, chunks: int = 200,

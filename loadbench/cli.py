@@ -229,7 +229,8 @@ def _enforce_service_policy(path: str | None, scenario_file: str, scenario: Any,
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .engine import dumps, execute, resolve
+    from .engine import dumps, execute
+    from .plan import resolve
     from .report import comparison_table
     from .scenario import load_scenario
 
@@ -437,7 +438,7 @@ def _join_ray(address: str) -> bool:
 def _workers(requested: str, resolved: Any, ray: bool = False) -> int:
     """--workers N|auto, checked; warns when the rate exceeds what the workers can send."""
     from .calibration import capacity_warning, choose_workers, load_calibration, worker_capacity_rps
-    from .workers import cpu_count
+    from .procenv import cpu_count
 
     if requested != "auto" and not (requested.isdigit() and 1 <= int(requested) <= 256):
         raise ConfigError.single("--workers", f"expected a number from 1 to 256 or auto, got {requested!r}")
@@ -509,7 +510,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
-    from .sim_model import PROFILES
+    from .profiles import PROFILES
     from .simulator import serve
 
     if args.cpu is not None:
@@ -533,8 +534,8 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     if args.params:
         import orjson
 
-        from .sim_model import PROFILES as _P
-        from .sim_model import with_params
+        from .profiles import PROFILES as _P
+        from .profiles import with_params
 
         try:
             params = orjson.loads(args.params)
@@ -546,7 +547,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         import orjson
         from pydantic import ValidationError
 
-        from .sim_faults import FaultSpec
+        from .faults import FaultSpec
 
         try:
             faults = orjson.loads(args.faults)
@@ -559,7 +560,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
 
 def _cmd_profiles(_args: argparse.Namespace) -> int:
-    from .sim_model import PROFILES
+    from .profiles import PROFILES
 
     for p in PROFILES.values():
         print(f"{p.name:<16} slots={p.slots:<6} accuracy={p.accuracy:.2f}  ${p.input_per_mtok}/{p.output_per_mtok} per Mtok  {p.description}")
@@ -633,7 +634,8 @@ def _cmd_load(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.stop_with_parent:
         _stop_with_parent(args.stop_with_parent)
-    from .engine import dumps, resolve
+    from .engine import dumps
+    from .plan import resolve
     from .report_sweep import sweep_table
     from .reports import write_sweep_reports
     from .scenario import load_scenario

@@ -13,14 +13,14 @@ from .clock import Clock
 from .conversation import ConversationDriver, ThinkTime, prompt_chars
 from .dataset import Item
 from .http1 import Http1Pool
+from .profiles import PROFILES
 from .records import ERROR, RequestResult, reset_for_retry
 from .runner import Lane
 from .scenario import Candidate, Retry, Scenario
-from .sim_model import PROFILES
 from .workload import first_messages, first_prompt, shared_prefix
 
 if TYPE_CHECKING:
-    from .engine import Resolved
+    from .plan import Resolved
 
 
 def candidate_headers(cand: Candidate, secret: str | None) -> dict[str, str]:

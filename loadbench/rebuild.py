@@ -12,7 +12,8 @@ from .quality import QualityAggregator
 from .recorder import Recorder
 from .results_log import iter_results
 from .sessions import session_aggregator
-from .slo import parse_clauses, request_check
+from .slo import request_check
+from .slo_clauses import parse_clauses
 from .summary import add_verdicts, build_summary, slo_confidence
 from .validity import ValidityLimits
 

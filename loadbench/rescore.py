@@ -13,10 +13,11 @@ import aiohttp
 import orjson
 
 from .dataset import Item
-from .engine import build_judge_settings
 from .errors import ConfigError, Problem
 from .files import read_json, write_json_atomic
 from .judge import JudgeClient
+from .plan import build_judge_settings
+from .profiles import PROFILES
 from .rebuild import Rebuilt, rebuild_summary
 from .records import RequestResult
 from .reports import write_run_reports
@@ -24,7 +25,6 @@ from .results_log import iter_results
 from .scenario import load_scenario
 from .scores import UNSCORED
 from .scoring_worker import score_record, specs_for
-from .sim_model import PROFILES
 from .sim_process import SimProcess, start_sim, stop_sim
 from .workload import load_workload
 

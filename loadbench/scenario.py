@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError, Problem, format_loc
-from .sim_faults import FaultSpec
+from .faults import FaultSpec
 
 
 def _check_url(v: str | None) -> str | None:
@@ -287,7 +287,7 @@ class Scenario(_Strict):
     @field_validator("slo")
     @classmethod
     def _slo_clauses(cls, clauses: list[str]) -> list[str]:
-        from .slo import parse_clause
+        from .slo_clauses import parse_clause
 
         problems = []
         for i, text in enumerate(clauses):

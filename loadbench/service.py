@@ -239,10 +239,9 @@ class Service:
     def _check_read(self, request: web.Request) -> None:
         """Reads need the token, the read-only token, or the session cookie /login sets."""
         given = self._bearer(request)
-        if given is not None:
-            if hmac.compare_digest(given, self._token.encode()) or (
-                    self._read_token is not None and hmac.compare_digest(given, self._read_token.encode())):
-                return
+        if given is not None and (hmac.compare_digest(given, self._token.encode()) or (
+                self._read_token is not None and hmac.compare_digest(given, self._read_token.encode()))):
+            return
         cookie = request.cookies.get(SESSION_COOKIE, "")
         if cookie and hmac.compare_digest(cookie.encode("utf-8", "surrogateescape"), self._session_cookie.encode()):
             return

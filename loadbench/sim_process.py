@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 
-from .workers import child_env
+from .procenv import child_env
 
 START_TIMEOUT_S = 30.0
 

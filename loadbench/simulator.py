@@ -14,11 +14,11 @@ import orjson
 from aiohttp import web
 
 from .dataset import Item, load_dataset
-from .sim_faults import FaultPicker, FaultSpec
+from .faults import FaultSpec
+from .profiles import PROFILES, Profile, with_params
+from .sim_faults import FaultPicker
 from .sim_model import (
     PREFIX_BLOCK,
-    PROFILES,
-    Profile,
     answers_right,
     decode_step_s,
     filler_text,
@@ -26,7 +26,6 @@ from .sim_model import (
     prefill_s,
     split_tokens,
     unit_draw,
-    with_params,
     wrong_answer,
 )
 from .tokens import count_sim_tokens

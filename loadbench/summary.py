@@ -9,7 +9,8 @@ from .decision import decide
 from .hdr import count_at_or_below, summarize, values_at_percentiles
 from .quality import QualityAggregator
 from .recorder import METRICS, CandidateRecorder, Counts, Recorder
-from .slo import evaluate, parse_clauses
+from .slo import evaluate
+from .slo_clauses import parse_clauses
 from .validity import ValidityLimits, assess, lag_tolerances
 
 SUMMARY_SCHEMA_VERSION = 1

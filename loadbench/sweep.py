@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -9,11 +10,22 @@ from pathlib import Path
 from typing import Any
 
 from .capacity import bracket, pool, width_ratio
-from .confidence import CONFIDENCE, FAIL, INCONCLUSIVE, PASS, dispersion, per_look_confidence, percentile_verdict, trend
-from .engine import MetricsOptions, Resolved, execute, new_run_id
+from .confidence import (
+    CONFIDENCE,
+    FAIL,
+    INCONCLUSIVE,
+    PASS,
+    dispersion,
+    per_look_confidence,
+    percentile_verdict,
+    trend,
+)
+from .engine import MetricsOptions, execute
 from .files import write_json_atomic
+from .plan import Resolved, new_run_id
 from .progress import ProgressView
-from .slo import overall_verdict, parse_clauses, record_value_ns
+from .slo import overall_verdict, record_value_ns
+from .slo_clauses import parse_clauses
 
 
 @dataclass(slots=True)
@@ -355,7 +367,7 @@ class Sweeper:
         low, high = sorted((cap["low_offered_qps"], cap["high_offered_qps"]))  # probes are offered rates
         inside = sorted({s.rate for s in sweep.steps if low < s.rate < high})
         points = [low, *inside, high]
-        gaps = sorted(((b / a, a, b) for a, b in zip(points, points[1:])), reverse=True)
+        gaps = sorted(((b / a, a, b) for a, b in itertools.pairwise(points)), reverse=True)
         ratio, a, b = gaps[0]
         if ratio < 1.01:
             return None

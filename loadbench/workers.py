@@ -23,7 +23,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,11 +30,12 @@ import orjson
 
 from .clock import Clock, MonotonicClock
 from .errors import ConfigError
+from .procenv import child_env
 from .records import RequestResult, result_from_dict
 from .runner import Lane, Runner, RunOutcome, Sink
 
 if TYPE_CHECKING:
-    from .engine import Resolved
+    from .plan import Resolved
 
 
 def worker_spec(resolved: Resolved, base_urls: dict[str, str]) -> dict[str, Any]:
@@ -72,21 +72,6 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[bytes, Any] | None:
     except (asyncio.IncompleteReadError, ConnectionError):
         return None
     return bytes([kind]), orjson.loads(body)
-
-
-def child_env() -> dict[str, str]:
-    """The environment for our child processes: this very copy of loadbench first on the path."""
-    root = str(Path(__file__).resolve().parent.parent)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 # ------------------------------------------------------------------------- worker side
@@ -130,8 +115,8 @@ class Partition:
     async def prepare(self) -> None:
         """Resolve, build the lanes and payloads, open the connections: ready to start."""
         from .dataset import Item
-        from .engine import Resolved, build_plan
         from .lanes import build_lanes, prewarm_lanes
+        from .plan import Resolved, build_plan
         from .scenario import Scenario
         from .trace import TraceReplay
 

@@ -197,7 +197,8 @@ async def test_stop_during_think_time_cancels_the_next_turn_and_loses_nothing():
 # ------------------------------------------------------------------------- against a real server
 
 async def test_a_real_server_receives_the_full_history_and_the_canned_tool_results(tmp_path, unused_tcp_port):
-    from loadbench.engine import execute, resolve
+    from loadbench.engine import execute
+    from loadbench.plan import resolve
     from loadbench.scenario import load_scenario
 
     seen: list[list[dict]] = []

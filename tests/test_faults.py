@@ -10,14 +10,15 @@ import pytest
 
 from loadbench.client import ClientSettings, Http1Client, OpenAIClient, build_payload
 from loadbench.clock import MonotonicClock
+from loadbench.faults import FaultSpec, FaultWindow
 from loadbench.http1 import Http1Pool
 from loadbench.pacer import ItemOrder, arrival_offsets_ns
+from loadbench.profiles import PROFILES
 from loadbench.rebuild import rebuild_summary
 from loadbench.recorder import Recorder
 from loadbench.results_log import ResultsLog
 from loadbench.runner import Lane, Plan, Runner
-from loadbench.sim_faults import FaultPicker, FaultSpec, FaultWindow
-from loadbench.sim_model import PROFILES
+from loadbench.sim_faults import FaultPicker
 from loadbench.simulator import build_app
 from loadbench.summary import build_summary
 

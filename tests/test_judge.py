@@ -133,7 +133,7 @@ async def test_concurrency_budget_is_respected(serve_app):
 
 
 async def test_adversarial_candidate_cannot_grade_itself_with_the_simulated_judge(serve_app):
-    from loadbench.sim_model import PROFILES, Profile
+    from loadbench.profiles import PROFILES, Profile
     from loadbench.simulator import build_app
 
     exact = Profile(**{**{f: getattr(PROFILES["judge"], f) for f in PROFILES["judge"].__dataclass_fields__}, "accuracy": 1.0,

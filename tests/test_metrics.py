@@ -181,7 +181,7 @@ def test_session_series():
 
 
 def test_slo_verdict_series():
-    from loadbench.slo import parse_clauses
+    from loadbench.slo_clauses import parse_clauses
     from loadbench.summary import LiveVerdicts
 
     recorder = Recorder(["a", "b"])

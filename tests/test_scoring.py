@@ -135,7 +135,7 @@ async def test_failed_requests_are_skipped_not_failed():
 
 
 def test_resolve_reports_assert_problems_with_dataset_line(tmp_path: Path):
-    from loadbench.engine import resolve
+    from loadbench.plan import resolve
     from loadbench.scenario import load_scenario
 
     (tmp_path / "d.jsonl").write_text('{"input": "a", "target": "x"}\n{"input": "b", "assert": [{"type": "json", "schema": {"type": 5}}]}\n')

@@ -9,8 +9,8 @@ import pytest
 from loadbench.client import ClientSettings, OpenAIClient, build_payload
 from loadbench.clock import MonotonicClock
 from loadbench.dataset import Item
+from loadbench.profiles import PROFILES, Profile
 from loadbench.records import OK, RequestResult
-from loadbench.sim_model import PROFILES, Profile
 from loadbench.simulator import build_app
 
 ITEMS = [

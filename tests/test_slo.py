@@ -4,10 +4,11 @@ import pytest
 
 from loadbench.cli import exit_code
 from loadbench.decision import decide, pareto_frontier
+from loadbench.hdr import new_histogram, record_batch
 from loadbench.quality import QualityAggregator
 from loadbench.records import ERROR, OK, RequestResult
-from loadbench.slo import evaluate, parse_clause, parse_clauses, request_check
-from loadbench.hdr import new_histogram, record_batch
+from loadbench.slo import evaluate, request_check
+from loadbench.slo_clauses import parse_clause, parse_clauses
 from loadbench.validity import ValidityLimits, assess
 
 MS = 1_000_000

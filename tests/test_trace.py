@@ -96,7 +96,8 @@ def test_synthetic_prompts_are_deterministic_and_differ_by_row():
 
 
 async def test_a_trace_is_replayed_at_its_intended_times_against_the_simulator(tmp_path):
-    from loadbench.engine import execute, resolve
+    from loadbench.engine import execute
+    from loadbench.plan import resolve
     from loadbench.scenario import load_scenario
 
     rows = [{"timestamp": t, "input_length": 20 + t // 10, "output_length": 3 + (t // 100) % 5} for t in range(0, 1500, 37)]
