@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadbench.timerfd import TimerFd
+from loadbench.pacing.timerfd import TimerFd
 
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 

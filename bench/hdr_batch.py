@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from loadbench.hdr import new_histogram, record_batch
+from loadbench.stats.hdr import new_histogram, record_batch
 
 
 def main() -> None:

@@ -9,9 +9,9 @@ import argparse
 import json
 import time
 
-from loadbench.dataset import Item
-from loadbench.scores import ResponseView, ToolCall
-from loadbench.scoring import compile_spec, score_sync
+from loadbench.config.dataset import Item
+from loadbench.scoring.registry import compile_spec, score_sync
+from loadbench.scoring.scores import ResponseView, ToolCall
 
 SCHEMA = {"type": "object", "additionalProperties": False, "required": ["id", "total", "currency", "email"],
           "properties": {"id": {"type": "string", "pattern": "^INV-"}, "total": {"type": "number", "minimum": 0},

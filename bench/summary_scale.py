@@ -14,11 +14,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadbench.quality import QualityAggregator
-from loadbench.recorder import Recorder
-from loadbench.records import RequestResult
-from loadbench.summary import add_verdicts, build_summary
-from loadbench.validity import ValidityLimits
+from loadbench.pacing.records import RequestResult
+from loadbench.stats.quality import QualityAggregator
+from loadbench.stats.recorder import Recorder
+from loadbench.stats.summary import add_verdicts, build_summary
+from loadbench.stats.validity import ValidityLimits
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
 MS = 1_000_000

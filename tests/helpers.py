@@ -1,7 +1,7 @@
 """Small builders shared by the scorer tests."""
 
-from loadbench.dataset import Item
-from loadbench.scores import ResponseView, ToolCall
+from loadbench.config.dataset import Item
+from loadbench.scoring.scores import ResponseView, ToolCall
 
 
 def item(**kw):
@@ -27,7 +27,7 @@ def view(text="", *, tool_calls=None, refusal=None, finish_reason="stop", token_
 
 
 def run(spec, it, v):
-    from loadbench.scoring import compile_spec, score_sync
+    from loadbench.scoring.registry import compile_spec, score_sync
 
     compiled = compile_spec(spec)
     scores, pending = score_sync([compiled], it, v)

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from loadbench.adhoc import adhoc_scenario, contract
-from loadbench.errors import ConfigError
+from loadbench.cli.adhoc import adhoc_scenario, contract
+from loadbench.config.errors import ConfigError
 from tests.conftest import ROOT
 
 

@@ -3,7 +3,7 @@
 
 import pytest
 
-from loadbench import cli
+from loadbench.cli import main as cli
 
 GOOD_ITEM = '{"id": "a", "input": "hi", "target": "x"}'
 BASE = """name: t
@@ -98,7 +98,6 @@ CASES = {
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_input_exits_2_with_a_clear_message(name, tmp_path, capsys, monkeypatch):
     c = CASES[name]
-    monkeypatch.setattr(cli, "_install_uvloop", lambda: None)
     monkeypatch.delenv("LB_TEST_UNSET_KEY", raising=False)
     for key, value in c["env"].items():
         monkeypatch.setenv(key, value)
@@ -124,7 +123,6 @@ def test_the_corpus_is_large():
 
 
 def test_debug_flag_shows_a_traceback_for_unexpected_errors(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(cli, "_install_uvloop", lambda: None)
 
     def boom(args):
         raise RuntimeError("unexpected")

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from loadbench.calibration import capacity_warning, choose_workers, load_calibration
-from loadbench.cli import main
+from loadbench.cli.main import main
+from loadbench.scale.calibration import capacity_warning, choose_workers, load_calibration
 
 
 @pytest.mark.parametrize("requested, offered, capacity, cores, expected", [

@@ -2,7 +2,7 @@
 
 import pytest
 
-from loadbench.capacity import bracket, crossing, estimate, isotonic, pool, width_ratio
+from loadbench.stats.capacity import bracket, crossing, estimate, isotonic, pool, width_ratio
 
 
 def clause(n: int, over: int, verdict: str = "inconclusive") -> dict:

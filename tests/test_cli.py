@@ -166,7 +166,7 @@ def test_run_against_a_baseline_exits_4_on_a_regression(tmp_path, capsys):
     import json
     from pathlib import Path
 
-    from loadbench.cli import main
+    from loadbench.cli.main import main
 
     dataset = Path(__file__).resolve().parent.parent / "scenarios" / "data" / "support_intents.jsonl"
     scenario = tmp_path / "s.yaml"

@@ -7,10 +7,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from loadbench.client import ClientSettings, Http1Client, OpenAIClient, build_payload
-from loadbench.clock import MonotonicClock
-from loadbench.http1 import Http1Pool
-from loadbench.records import ERROR, OK, RequestResult
+from loadbench.drive.client import ClientSettings, Http1Client, OpenAIClient, build_payload
+from loadbench.drive.http1 import Http1Pool
+from loadbench.pacing.clock import MonotonicClock
+from loadbench.pacing.records import ERROR, OK, RequestResult
 from tests.conftest import read_http_request
 
 CHAT = "/v1/chat/completions"

@@ -1,6 +1,6 @@
 import asyncio
 
-from loadbench.clock import FakeClock, MonotonicClock
+from loadbench.pacing.clock import FakeClock, MonotonicClock
 
 
 async def test_fake_clock_jumps_to_the_earliest_sleeper():

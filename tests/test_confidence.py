@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from loadbench.confidence import (
+from loadbench.stats.confidence import (
     FAIL,
     INCONCLUSIVE,
     PASS,

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from loadbench.clock import FakeClock
-from loadbench.conversation import NO_RESULT, ConversationDriver, ThinkTime, match_tool_result
-from loadbench.dataset import Item
-from loadbench.pacer import ItemOrder
-from loadbench.records import CANCELLED, ERROR, OK, RequestResult
-from loadbench.runner import Lane, Plan, Runner
+from loadbench.config.dataset import Item
+from loadbench.drive.conversation import NO_RESULT, ConversationDriver, ThinkTime, match_tool_result
+from loadbench.pacing.clock import FakeClock
+from loadbench.pacing.pacer import ItemOrder
+from loadbench.pacing.records import CANCELLED, ERROR, OK, RequestResult
+from loadbench.pacing.runner import Lane, Plan, Runner
 
 MS = 1_000_000
 
@@ -197,9 +197,9 @@ async def test_stop_during_think_time_cancels_the_next_turn_and_loses_nothing():
 # ------------------------------------------------------------------------- against a real server
 
 async def test_a_real_server_receives_the_full_history_and_the_canned_tool_results(tmp_path, unused_tcp_port):
-    from loadbench.engine import execute
-    from loadbench.plan import resolve
-    from loadbench.scenario import load_scenario
+    from loadbench.config.scenario import load_scenario
+    from loadbench.engine.execute import execute
+    from loadbench.plan.resolve import resolve
 
     seen: list[list[dict]] = []
 
@@ -270,7 +270,7 @@ load: {{arrival: constant, rate_qps: 20, requests: 2, seed: 1, think_time_s: 0.0
 def test_the_bundled_sessions_scenario_reports_turns_and_tasks(tmp_path, capsys):
     from pathlib import Path
 
-    from loadbench.cli import main
+    from loadbench.cli.main import main
 
     scenario = Path(__file__).resolve().parent.parent / "scenarios" / "sessions.yaml"
     code = main(["run", str(scenario), "--no-metrics", "--fail-on", "none", "--out", str(tmp_path),

@@ -6,12 +6,12 @@ import time
 
 from aiohttp import web
 
-from loadbench.client import ClientSettings, OpenAIClient, build_payload
-from loadbench.clock import MonotonicClock
-from loadbench.pacer import ItemOrder, arrival_offsets_ns
-from loadbench.recorder import Recorder
-from loadbench.runner import Lane, Plan, Runner
-from loadbench.summary import build_summary
+from loadbench.drive.client import ClientSettings, OpenAIClient, build_payload
+from loadbench.pacing.clock import MonotonicClock
+from loadbench.pacing.pacer import ItemOrder, arrival_offsets_ns
+from loadbench.pacing.runner import Lane, Plan, Runner
+from loadbench.stats.recorder import Recorder
+from loadbench.stats.summary import build_summary
 
 
 def stalling_app(start_holder, period_s=2.0, stall_s=1.0, single_worker=True):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loadbench.metrics import CONTRACT, exposed_names
+from loadbench.views.prometheus import CONTRACT, exposed_names
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAFANA = ROOT / "grafana"

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from loadbench.dataset import load_dataset, stable_id
-from loadbench.errors import ConfigError
+from loadbench.config.dataset import load_dataset, stable_id
+from loadbench.config.errors import ConfigError
 
 
 def write(tmp_path: Path, lines, raw: bytes | None = None) -> Path:

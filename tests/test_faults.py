@@ -8,19 +8,19 @@ import json
 import aiohttp
 import pytest
 
-from loadbench.client import ClientSettings, Http1Client, OpenAIClient, build_payload
-from loadbench.clock import MonotonicClock
-from loadbench.faults import FaultSpec, FaultWindow
-from loadbench.http1 import Http1Pool
-from loadbench.pacer import ItemOrder, arrival_offsets_ns
-from loadbench.profiles import PROFILES
-from loadbench.rebuild import rebuild_summary
-from loadbench.recorder import Recorder
-from loadbench.results_log import ResultsLog
-from loadbench.runner import Lane, Plan, Runner
-from loadbench.sim_faults import FaultPicker
-from loadbench.simulator import build_app
-from loadbench.summary import build_summary
+from loadbench.config.faults import FaultSpec, FaultWindow
+from loadbench.config.profiles import PROFILES
+from loadbench.drive.client import ClientSettings, Http1Client, OpenAIClient, build_payload
+from loadbench.drive.http1 import Http1Pool
+from loadbench.pacing.clock import MonotonicClock
+from loadbench.pacing.pacer import ItemOrder, arrival_offsets_ns
+from loadbench.pacing.results_log import ResultsLog
+from loadbench.pacing.runner import Lane, Plan, Runner
+from loadbench.sim.faults import FaultPicker
+from loadbench.sim.server import build_app
+from loadbench.stats.rebuild import rebuild_summary
+from loadbench.stats.recorder import Recorder
+from loadbench.stats.summary import build_summary
 
 FAST = PROFILES["instant"]
 

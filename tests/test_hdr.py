@@ -3,7 +3,15 @@ import io
 import numpy as np
 import pytest
 
-from loadbench.hdr import HIGHEST_US, HlogWriter, new_histogram, read_hlog, record_batch, reset, summarize
+from loadbench.stats.hdr import (
+    HIGHEST_US,
+    HlogWriter,
+    new_histogram,
+    read_hlog,
+    record_batch,
+    reset,
+    summarize,
+)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -79,7 +87,7 @@ def test_hlog_round_trip_with_tags():
 
 
 def test_fast_mean_and_stddev_match_hdrh():
-    from loadbench.hdr import mean_stddev
+    from loadbench.stats.hdr import mean_stddev
 
     rng = np.random.default_rng(3)
     h = new_histogram()
@@ -91,7 +99,7 @@ def test_fast_mean_and_stddev_match_hdrh():
 
 @pytest.mark.parametrize("pcts", [[0.0, 1.0, 50.0, 90.0, 99.0, 99.9, 100.0]])
 def test_fast_percentiles_match_hdrh(pcts):
-    from loadbench.hdr import values_at_percentiles
+    from loadbench.stats.hdr import values_at_percentiles
 
     rng = np.random.default_rng(8)
     h = new_histogram()

@@ -7,7 +7,7 @@ import json
 import pytest
 from aiohttp import web
 
-from loadbench.http1 import BadResponse, ConnectFailed, Disconnected, Http1Pool, Target, request_head
+from loadbench.drive.http1 import BadResponse, ConnectFailed, Disconnected, Http1Pool, Target, request_head
 from tests.conftest import read_http_request
 
 HEADERS = {"Content-Type": "application/json"}

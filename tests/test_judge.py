@@ -7,7 +7,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from loadbench.judge import (
+from loadbench.scoring.judge import (
     JudgeClient,
     JudgeSettings,
     JudgeSpec,
@@ -133,8 +133,8 @@ async def test_concurrency_budget_is_respected(serve_app):
 
 
 async def test_adversarial_candidate_cannot_grade_itself_with_the_simulated_judge(serve_app):
-    from loadbench.profiles import PROFILES, Profile
-    from loadbench.simulator import build_app
+    from loadbench.config.profiles import PROFILES, Profile
+    from loadbench.sim.server import build_app
 
     exact = Profile(**{**{f: getattr(PROFILES["judge"], f) for f in PROFILES["judge"].__dataclass_fields__}, "accuracy": 1.0,
                        "prefill_base_s": 0.0, "decode_per_token_s": 0.0})
@@ -145,7 +145,7 @@ async def test_adversarial_candidate_cannot_grade_itself_with_the_simulated_judg
 
 
 def test_custom_prompt_variables_are_checked():
-    from loadbench.scoring import compile_spec
+    from loadbench.scoring.registry import compile_spec
 
     with pytest.raises(ValueError, match="unknown template variables"):
         compile_spec({"type": "judge", "prompt": "Grade {output} against {answer}"})
@@ -155,8 +155,8 @@ def test_custom_prompt_variables_are_checked():
 
 
 def test_scenario_refuses_self_judging(tmp_path):
-    from loadbench.errors import ConfigError
-    from loadbench.scenario import load_scenario
+    from loadbench.config.errors import ConfigError
+    from loadbench.config.scenario import load_scenario
 
     p = tmp_path / "s.yaml"
     p.write_text(json.dumps({"dataset": "d.jsonl", "candidates": [{"name": "a", "sim": "medium"}],

@@ -8,10 +8,10 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from loadbench.metrics import CONTRACT, LoadbenchCollector, MetricsServer, RunState, exposed_names
-from loadbench.quality import QualityAggregator
-from loadbench.recorder import Recorder
-from loadbench.records import DROPPED, ERROR, OK, RequestResult
+from loadbench.pacing.records import DROPPED, ERROR, OK, RequestResult
+from loadbench.stats.quality import QualityAggregator
+from loadbench.stats.recorder import Recorder
+from loadbench.views.prometheus import CONTRACT, LoadbenchCollector, MetricsServer, RunState, exposed_names
 
 MS = 1_000_000
 
@@ -155,7 +155,7 @@ def test_metrics_server_serves_on_loopback_on_its_own_thread():
 
 
 def test_session_series():
-    from loadbench.sessions import SessionAggregator
+    from loadbench.stats.sessions import SessionAggregator
 
     recorder = Recorder(["a"])
     quality = QualityAggregator(["a"], [[], []], sessions=SessionAggregator({1}, {0, 1}))
@@ -181,8 +181,8 @@ def test_session_series():
 
 
 def test_slo_verdict_series():
-    from loadbench.slo_clauses import parse_clauses
-    from loadbench.summary import LiveVerdicts
+    from loadbench.config.slo_clauses import parse_clauses
+    from loadbench.stats.summary import LiveVerdicts
 
     recorder = Recorder(["a", "b"])
     for i in range(300):

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from loadbench.cli import main
-from loadbench.dataset import Item
-from loadbench.needle import needle_items, parse_length
-from loadbench.tokens import count_sim_tokens
+from loadbench.cli.main import main
+from loadbench.config.dataset import Item
+from loadbench.config.needle import needle_items, parse_length
+from loadbench.config.tokens import count_sim_tokens
 
 
 @pytest.mark.parametrize("n", [1000, 4000, 16000])

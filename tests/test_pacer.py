@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from loadbench.pacer import ItemOrder, arrival_offsets_ns
+from loadbench.pacing.pacer import ItemOrder, arrival_offsets_ns
 
 NS = 1_000_000_000
 

@@ -103,7 +103,7 @@ scrape_configs:
         assert summary["outcome"].get("pushed_to")
         at = time.time() - 3  # while the run was still being scraped directly (it lingered 6 s)
         # a sweep's result arrives through the Pushgateway too (the sweep itself is tested in test_sweep)
-        from loadbench.metrics import push_sweep
+        from loadbench.views.prometheus import push_sweep
 
         push_sweep(f"http://127.0.0.1:{push_port}", {"sweep_id": "sweep-e2e", "scenario": "demo", "candidates": {
             name: {"max_sustainable_qps": 12.5, "capacity": {"low_qps": 12.5, "estimate_qps": 14.0, "high_qps": 16.0}}

@@ -2,8 +2,8 @@
 
 import pytest
 
-from loadbench.quality import QualityAggregator, length_bucket
-from loadbench.records import OK, RequestResult
+from loadbench.pacing.records import OK, RequestResult
+from loadbench.stats.quality import QualityAggregator, length_bucket
 
 
 def rec(seq, cand, verdict, item_index=0, *, in_window=True, scores=None, input_tokens=100, epoch=0):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from loadbench.cli import main
+from loadbench.cli.main import main
 
 if os.environ.get("CI"):
     import ray  # the test extra installs it: in CI a missing Ray is a failure, not a skip

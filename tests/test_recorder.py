@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from loadbench.rebuild import rebuild_summary
-from loadbench.recorder import Recorder
-from loadbench.records import CANCELLED, DROPPED, ERROR, OK, RequestResult
-from loadbench.results_log import ResultsLog, iter_results
-from loadbench.summary import build_summary
+from loadbench.pacing.records import CANCELLED, DROPPED, ERROR, OK, RequestResult
+from loadbench.pacing.results_log import ResultsLog, iter_results
+from loadbench.stats.rebuild import rebuild_summary
+from loadbench.stats.recorder import Recorder
+from loadbench.stats.summary import build_summary
 
 MS = 1_000_000
 
@@ -109,7 +109,7 @@ def test_results_log_round_trip_and_torn_line(tmp_path: Path):
 
 
 def test_interval_histograms_are_written_to_the_hlog(tmp_path: Path):
-    from loadbench.hdr import HlogWriter, read_hlog
+    from loadbench.stats.hdr import HlogWriter, read_hlog
 
     with open(tmp_path / "h.hlog", "w") as f:
         recorder = Recorder(["a", "b"], HlogWriter(f))

@@ -2,8 +2,8 @@
 
 import pytest
 
-from loadbench.records import RequestResult
-from loadbench.regression import (
+from loadbench.pacing.records import RequestResult
+from loadbench.stats.regression import (
     Tolerances,
     accuracy_change,
     compare_candidate,
@@ -67,7 +67,7 @@ def test_comparison_lines_name_what_regressed():
 def test_a_p95_that_moved_by_noise_alone_is_not_a_regression_but_a_real_shift_is():
     import numpy as np
 
-    from loadbench.regression import RunSamples
+    from loadbench.stats.regression import RunSamples
 
     rng = np.random.default_rng(1)
     base = rng.lognormal(-3, 0.5, 400)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from loadbench.reports import run_markdown, sweep_html
+from loadbench.views.pages import run_markdown, sweep_html
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(not CHROMIUM and not os.environ.get("CI"), reason="Debian chromium is installed by scripts/test")

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from loadbench.errors import ConfigError
-from loadbench.review import export_sample, import_labels
+from loadbench.config.errors import ConfigError
+from loadbench.stats.review import export_sample, import_labels
 from tests.conftest import ROOT
 
 

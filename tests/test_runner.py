@@ -5,10 +5,10 @@ import asyncio
 import numpy as np
 import pytest
 
-from loadbench.clock import FakeClock
-from loadbench.pacer import ItemOrder
-from loadbench.records import CANCELLED, DROPPED, OK
-from loadbench.runner import Lane, Plan, Runner
+from loadbench.pacing.clock import FakeClock
+from loadbench.pacing.pacer import ItemOrder
+from loadbench.pacing.records import CANCELLED, DROPPED, OK
+from loadbench.pacing.runner import Lane, Plan, Runner
 
 MS = 1_000_000
 

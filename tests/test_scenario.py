@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from loadbench.errors import ConfigError
-from loadbench.scenario import apply_override, load_scenario, parse_override
+from loadbench.config.errors import ConfigError
+from loadbench.config.scenario import apply_override, load_scenario, parse_override
 
 GOOD = """\
 name: t

@@ -68,7 +68,7 @@ def test_empty_response_fails_everything_and_ifeval_native_format():
     ({}, "give instructions"),
 ])
 def test_bad_specs(bad, message):
-    from loadbench.scoring import compile_spec
+    from loadbench.scoring.registry import compile_spec
 
     with pytest.raises(ValueError, match=message):
         compile_spec({"type": "instructions", **bad})

@@ -2,7 +2,7 @@
 
 import pytest
 
-from loadbench.scorer_json import field_accuracy, parse_json_response
+from loadbench.scoring.structured import field_accuracy, parse_json_response
 from tests.helpers import item, run, view
 
 SCHEMA = {
@@ -82,7 +82,7 @@ def test_truncation_and_refusal_are_classified_before_parsing():
 
 
 def test_invalid_schema_is_a_config_error():
-    from loadbench.scoring import compile_spec
+    from loadbench.scoring.registry import compile_spec
 
     with pytest.raises(ValueError, match="schema is itself invalid"):
         compile_spec({"type": "json", "schema": {"type": "objekt"}})

@@ -2,7 +2,7 @@
 
 import pytest
 
-from loadbench.scorer_tools import normalize_expected
+from loadbench.scoring.tools import normalize_expected
 from tests.helpers import item, run, view
 
 WEATHER = [{"name": "get_weather", "arguments": {"city": ["Oslo", "oslo"], "unit": ["celsius", ""]}}]

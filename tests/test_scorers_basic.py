@@ -2,7 +2,7 @@
 
 import pytest
 
-from loadbench.scorers_basic import ngram_overlap, parse_number
+from loadbench.scoring.basic import ngram_overlap, parse_number
 from tests.helpers import item, run, view
 
 

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from loadbench.errors import ConfigError
-from loadbench.records import ERROR, OK, RequestResult
-from loadbench.scores import Score, item_verdict
-from loadbench.scoring import compile_item_specs, compile_spec, default_specs
-from loadbench.scoring_worker import score_record
+from loadbench.config.errors import ConfigError
+from loadbench.engine.scoring_thread import score_record
+from loadbench.pacing.records import ERROR, OK, RequestResult
+from loadbench.scoring.registry import compile_item_specs, compile_spec, default_specs
+from loadbench.scoring.scores import Score, item_verdict
 from tests.helpers import item, run, view
 
 
@@ -135,8 +135,8 @@ async def test_failed_requests_are_skipped_not_failed():
 
 
 def test_resolve_reports_assert_problems_with_dataset_line(tmp_path: Path):
-    from loadbench.plan import resolve
-    from loadbench.scenario import load_scenario
+    from loadbench.config.scenario import load_scenario
+    from loadbench.plan.resolve import resolve
 
     (tmp_path / "d.jsonl").write_text('{"input": "a", "target": "x"}\n{"input": "b", "assert": [{"type": "json", "schema": {"type": 5}}]}\n')
     (tmp_path / "s.yaml").write_text("dataset: d.jsonl\ncandidates: [{name: a, sim: instant}]\nload: {rate_qps: 1, requests: 1}\n"

@@ -78,8 +78,8 @@ load: {{arrival: constant, rate_qps: 20, duration_s: 1, warmup_s: 0}}
 def test_metrics_bind_to_loopback_by_default():
     from prometheus_client import CollectorRegistry
 
-    from loadbench.engine import MetricsOptions
-    from loadbench.metrics import MetricsServer
+    from loadbench.engine.execute import MetricsOptions
+    from loadbench.views.prometheus import MetricsServer
 
     options = MetricsOptions()
     assert options.host == "127.0.0.1"

@@ -327,8 +327,8 @@ def test_queued_and_running_runs_survive_a_restart(tmp_path):
 
 
 def test_schedules_fire_runs(tmp_path):
-    from loadbench.history import History
-    from loadbench.service import Service, ServiceConfig
+    from loadbench.service.app import Service, ServiceConfig
+    from loadbench.service.history import History
 
     sdir = write_scenarios(tmp_path)
     svc = Service(ServiceConfig(data_dir=tmp_path / "data", scenarios_dir=sdir), TOKEN)
@@ -357,7 +357,7 @@ def test_schedules_fire_runs(tmp_path):
 def test_the_history_schema_migrates_forward(tmp_path):
     import sqlite3
 
-    from loadbench.history import MIGRATIONS, History
+    from loadbench.service.history import MIGRATIONS, History
 
     path = tmp_path / "old.db"
     db = sqlite3.connect(path)

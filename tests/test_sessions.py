@@ -2,9 +2,9 @@
 
 import random
 
-from loadbench.quality import QualityAggregator
-from loadbench.records import ERROR, OK, RequestResult
-from loadbench.sessions import SessionAggregator
+from loadbench.pacing.records import ERROR, OK, RequestResult
+from loadbench.stats.quality import QualityAggregator
+from loadbench.stats.sessions import SessionAggregator
 
 MS = 1_000_000
 

@@ -3,8 +3,8 @@
 import orjson
 import pytest
 
-from loadbench.profiles import PROFILES
-from loadbench.sim_model import (
+from loadbench.config.profiles import PROFILES
+from loadbench.sim.model import (
     answers_right,
     decode_step_s,
     filler_text,

@@ -6,12 +6,12 @@ import json
 import aiohttp
 import pytest
 
-from loadbench.client import ClientSettings, OpenAIClient, build_payload
-from loadbench.clock import MonotonicClock
-from loadbench.dataset import Item
-from loadbench.profiles import PROFILES, Profile
-from loadbench.records import OK, RequestResult
-from loadbench.simulator import build_app
+from loadbench.config.dataset import Item
+from loadbench.config.profiles import PROFILES, Profile
+from loadbench.drive.client import ClientSettings, OpenAIClient, build_payload
+from loadbench.pacing.clock import MonotonicClock
+from loadbench.pacing.records import OK, RequestResult
+from loadbench.sim.server import build_app
 
 ITEMS = [
     Item.model_validate({"id": "q1", "input": "Capital of France?", "target": "Paris"}),
@@ -92,8 +92,8 @@ async def post_chat(base, body):
 
 
 def test_prefix_cache_counts_leading_blocks_seen_before():
-    from loadbench.sim_model import PREFIX_BLOCK
-    from loadbench.simulator import SimState
+    from loadbench.sim.model import PREFIX_BLOCK
+    from loadbench.sim.server import SimState
 
     state = SimState(PROFILES["small-fast"], [], seed=0)
     shared = " ".join(f"w{i}" for i in range(100))

@@ -2,14 +2,14 @@
 
 import pytest
 
-from loadbench.cli import exit_code
-from loadbench.decision import decide, pareto_frontier
-from loadbench.hdr import new_histogram, record_batch
-from loadbench.quality import QualityAggregator
-from loadbench.records import ERROR, OK, RequestResult
-from loadbench.slo import evaluate, request_check
-from loadbench.slo_clauses import parse_clause, parse_clauses
-from loadbench.validity import ValidityLimits, assess
+from loadbench.cli.main import exit_code
+from loadbench.config.slo_clauses import parse_clause, parse_clauses
+from loadbench.pacing.records import ERROR, OK, RequestResult
+from loadbench.stats.decision import decide, pareto_frontier
+from loadbench.stats.hdr import new_histogram, record_batch
+from loadbench.stats.quality import QualityAggregator
+from loadbench.stats.slo import evaluate, request_check
+from loadbench.stats.validity import ValidityLimits, assess
 
 MS = 1_000_000
 
@@ -214,11 +214,11 @@ async def test_a_blocked_sending_loop_makes_the_run_invalid():
 
     import numpy as np
 
-    from loadbench.clock import MonotonicClock
-    from loadbench.pacer import ItemOrder
-    from loadbench.recorder import Recorder
-    from loadbench.runner import Lane, Plan, Runner
-    from loadbench.summary import build_summary
+    from loadbench.pacing.clock import MonotonicClock
+    from loadbench.pacing.pacer import ItemOrder
+    from loadbench.pacing.runner import Lane, Plan, Runner
+    from loadbench.stats.recorder import Recorder
+    from loadbench.stats.summary import build_summary
 
     clock = MonotonicClock()
 
@@ -307,7 +307,7 @@ slo: ["latency p95 <= 1s"]
 
 
 def test_until_decided_needs_an_slo_and_a_cap(tmp_path):
-    from loadbench.scenario import Load, Scenario
+    from loadbench.config.scenario import Load, Scenario
 
     with pytest.raises(ValueError, match="exactly one cap"):
         Load(rate_qps=1, until_decided=True)

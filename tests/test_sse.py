@@ -1,6 +1,6 @@
 import pytest
 
-from loadbench.sse import SSEDecoder
+from loadbench.drive.sse import SSEDecoder
 
 
 def feed_all(chunks):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from loadbench.stats import (
+from loadbench.stats.proportions import (
     binomial_two_sided_p,
     cohen_kappa,
     paired_difference,

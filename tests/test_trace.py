@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from loadbench.dataset import Item
-from loadbench.errors import ConfigError
-from loadbench.scenario import TraceConfig
-from loadbench.tokens import count_sim_tokens
-from loadbench.trace import SequentialOrder, load_trace, synthetic_prompt
+from loadbench.config.dataset import Item
+from loadbench.config.errors import ConfigError
+from loadbench.config.scenario import TraceConfig
+from loadbench.config.tokens import count_sim_tokens
+from loadbench.config.trace import SequentialOrder, load_trace, synthetic_prompt
 
 
 def write_jsonl(path, rows):
@@ -96,9 +96,10 @@ def test_synthetic_prompts_are_deterministic_and_differ_by_row():
 
 
 async def test_a_trace_is_replayed_at_its_intended_times_against_the_simulator(tmp_path):
-    from loadbench.engine import execute
-    from loadbench.plan import resolve
-    from loadbench.scenario import load_scenario
+    from loadbench.config.scenario import load_scenario
+    from loadbench.engine.execute import execute
+    from loadbench.plan.resolve import resolve
+    from loadbench.sim.process import SIM_BACKENDS
 
     rows = [{"timestamp": t, "input_length": 20 + t // 10, "output_length": 3 + (t // 100) % 5} for t in range(0, 1500, 37)]
     write_jsonl(tmp_path / "t.jsonl", rows)
@@ -111,7 +112,7 @@ load:
 """)
     scenario, sdir = load_scenario(tmp_path / "s.yaml")
     result = await execute(resolve(scenario, str(tmp_path / "s.yaml"), sdir), out_root=tmp_path / "runs",
-                           quiet=True, install_signal_handlers=False)
+                           quiet=True, install_signal_handlers=False, backends=SIM_BACKENDS)
     records = sorted((json.loads(x) for x in (result.run_dir / "results.jsonl").read_text().splitlines()), key=lambda r: r["seq"])
     assert [r["intended_ns"] for r in records] == [round(row["timestamp"] * 1e6 / 1.5) for row in rows]
     assert [r["output_tokens"] for r in records] == [row["output_length"] for row in rows]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from loadbench.cli import main
+from loadbench.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASET = ROOT / "scenarios" / "data" / "support_intents.jsonl"

@@ -1,0 +1,1 @@
+"""The command line: one handler per command; exit codes; process settings for a run."""

@@ -1,0 +1,1 @@
+"""A run end to end (resolve, start, drive, finish) and sweeps of runs."""

@@ -1,0 +1,1 @@
+"""What a run will send: the scenario resolved into items, scorers, secrets and a schedule."""

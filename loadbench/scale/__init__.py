@@ -1,0 +1,1 @@
+"""Sending from more than one process: worker processes, Ray actors, per-worker calibration."""

@@ -1,0 +1,1 @@
+"""Whether a response is right: the scorer registry, the built-in scorers and the LLM judge."""

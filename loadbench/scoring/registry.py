@@ -1,0 +1,416 @@
+"""Scorer registry: specs from items and scenario, promptfoo aliases, and scoring one record."""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import importlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ..config.dataset import Item
+from ..config.errors import Problem, format_loc
+from ..pacing.records import OK, RequestResult
+from .basic import (
+    CanarySpec,
+    ChoiceSpec,
+    CostSpec,
+    FinishReasonSpec,
+    LatencySpec,
+    MatchSpec,
+    NumericSpec,
+    RefusalSpec,
+    SpecBase,
+    score_canary,
+    score_choice,
+    score_cost,
+    score_finish_reason,
+    score_latency,
+    score_match,
+    score_numeric,
+    score_refusal,
+)
+from .instructions import InstructionsSpec, score_instructions
+from .judge import JudgeClient, JudgeSpec, score_judge
+from .scores import FAIL, PASS, SKIPPED, ResponseView, Score, build_view, item_verdict, unscored
+from .structured import JsonSpec, score_json
+from .tools import ToolCallSpec, TrajectorySpec, score_tool_call, score_trajectory
+
+
+class CustomSpec(SpecBase):
+    type: str = "custom"
+    function: str
+    params: dict[str, Any] = {}
+
+
+SyncScorer = Callable[[Any, Item, ResponseView], Score]
+
+SCORERS: dict[str, tuple[type[SpecBase], SyncScorer | None]] = {
+    "match": (MatchSpec, score_match),
+    "numeric": (NumericSpec, score_numeric),
+    "choice": (ChoiceSpec, score_choice),
+    "json": (JsonSpec, score_json),
+    "tool_call": (ToolCallSpec, score_tool_call),
+    "trajectory": (TrajectorySpec, score_trajectory),
+    "refusal": (RefusalSpec, score_refusal),
+    "canary": (CanarySpec, score_canary),
+    "instructions": (InstructionsSpec, score_instructions),
+    "finish_reason": (FinishReasonSpec, score_finish_reason),
+    "latency": (LatencySpec, score_latency),
+    "cost": (CostSpec, score_cost),
+    "judge": (JudgeSpec, None),  # asynchronous: needs the judge client
+    "custom": (CustomSpec, None),
+}
+
+# promptfoo assertion names -> (loadbench type, fields to set, where promptfoo's `value` goes)
+ALIASES: dict[str, tuple[str, dict[str, Any], str | None]] = {
+    "equals": ("match", {"mode": "exact", "normalize": "none"}, "target"),
+    "contains": ("match", {"mode": "contains", "normalize": "none"}, "target"),
+    "icontains": ("match", {"mode": "contains", "normalize": ["casefold"]}, "target"),
+    "contains-any": ("match", {"mode": "contains", "normalize": "none"}, "target"),
+    "icontains-any": ("match", {"mode": "contains", "normalize": ["casefold"]}, "target"),
+    "contains-all": ("match", {"mode": "contains", "normalize": "none", "all_of": True}, "target"),
+    "icontains-all": ("match", {"mode": "contains", "normalize": ["casefold"], "all_of": True}, "target"),
+    "starts-with": ("match", {"mode": "prefix", "normalize": "none"}, "target"),
+    "regex": ("match", {"mode": "regex"}, "target"),
+    "is-json": ("json", {"parse": "strict"}, "schema"),
+    "contains-json": ("json", {"parse": "extract"}, "schema"),
+    "is-valid-openai-tools-call": ("tool_call", {}, None),
+    "llm-rubric": ("judge", {"template": "rubric"}, "criterion"),
+    "model-graded-closedqa": ("judge", {"template": "qa"}, "criterion"),
+    "factuality": ("judge", {"template": "fact"}, "target"),
+    "is-refusal": ("refusal", {"expect_refusal": True}, None),
+    "finish-reason": ("finish_reason", {}, "value"),
+    "latency": ("latency", {}, "threshold_ms"),
+    "cost": ("cost", {}, "max_usd"),
+    "python": ("custom", {}, "function"),
+}
+
+
+@dataclass(slots=True)
+class CompiledSpec:
+    spec: Any
+    negate: bool = False  # promptfoo `not-` on a scorer without its own negation
+    custom: Callable[..., Any] | None = None
+    legacy: bool = False  # a module:function scorer with the old (item, view, params) signature
+
+    @property
+    def is_async(self) -> bool:
+        return self.custom is not None and inspect.iscoroutinefunction(self.custom)
+
+
+# Scorers registered from Python with @loadbench.scorer("name"): fn(item, response, **params)
+# returning a Score, a bool or a number in [0, 1]; sync or async.  Usable as {type: name}.
+REGISTERED: dict[str, Callable[..., Any]] = {}
+
+
+def scorer(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a scorer under `name` (a scenario then names it as `{type: name, ...params}`)."""
+    if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"a scorer name is letters, digits, '-' and '_', got {name!r}")
+    if name in SCORERS or name in ALIASES:
+        raise ValueError(f"{name!r} is a built-in scorer; pick another name")
+
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if not callable(fn):
+            raise TypeError("@scorer decorates a function")
+        REGISTERED[name] = fn
+        return fn
+
+    return register
+
+
+class RegisteredSpec(SpecBase):
+    """The spec of a registered scorer: the common fields, everything else goes to it as params."""
+
+    model_config = ConfigDict(extra="allow")
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.__pydantic_extra__ or {})
+
+
+def _legacy_signature(fn: Callable[..., Any]) -> bool:
+    """module:function scorers written as fn(item, view, params) (before one signature)."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return True
+    return len(params) == 3 and all(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+
+
+def _from_alias(raw: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    raw = dict(raw)
+    kind = str(raw.get("type", ""))
+    negate = False
+    if kind.startswith("not-"):
+        kind = kind[4:]
+        negate = True
+    if kind in ALIASES:
+        target_type, fields, value_key = ALIASES[kind]
+        value = raw.pop("value", None)
+        raw.update(fields)
+        raw["type"] = target_type
+        if value is not None and value_key:
+            if value_key == "threshold_ms":
+                raw["max_s"] = float(value) / 1000.0
+            else:
+                raw[value_key] = value
+        if kind == "is-refusal" and negate:
+            raw["expect_refusal"] = False
+            negate = False
+        kind = target_type
+    elif negate:
+        raw["type"] = kind
+    if negate and kind == "match":
+        raw["negate"] = not raw.get("negate", False)
+        negate = False
+    raw.pop("weight", None)
+    raw.pop("metric", None)
+    if "threshold" in raw and kind not in ("judge",):
+        raw.pop("threshold")
+    return raw, negate
+
+
+def compile_spec(raw: dict[str, Any] | str) -> CompiledSpec:
+    """Validate one scorer spec.  Raises ValueError with a readable message."""
+    if isinstance(raw, str):
+        raw = {"type": raw}
+    if not isinstance(raw, dict) or "type" not in raw:
+        raise ValueError("a scorer needs a type")
+    data, negate = _from_alias(raw)
+    kind = data["type"]
+    if kind in REGISTERED and kind not in SCORERS:
+        try:
+            spec = RegisteredSpec.model_validate(data)
+        except ValidationError as err:
+            raise ValueError(f"{kind}: {err.errors()[0]['msg']}") from None
+        return CompiledSpec(spec, negate, REGISTERED[kind])
+    if kind not in SCORERS:
+        known = list(SCORERS) + list(ALIASES)
+        close = difflib.get_close_matches(kind, known, n=1)
+        raise ValueError(f"unknown scorer {kind!r}" + (f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(SCORERS)}"))
+    model, _ = SCORERS[kind]
+    try:
+        spec = model.model_validate(data)
+    except ValidationError as err:
+        e = err.errors()[0]
+        where = format_loc(tuple(e["loc"]))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(str(e["loc"][-1]), list(model.model_fields), n=1)
+            msg = "unknown field" + (f" (did you mean {close[0]!r}?)" if close else "")
+        raise ValueError(f"{kind}: {where + ': ' if where else ''}{msg}") from None
+    custom = None
+    if kind == "custom":
+        custom = load_callable(spec.function)
+    return CompiledSpec(spec, negate, custom, legacy=custom is not None and _legacy_signature(custom))
+
+
+def load_callable(ref: str) -> Callable[..., Any]:
+    module_name, _, attr = ref.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"custom scorer must be named as module:function, got {ref!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"cannot import {module_name!r}: {exc}") from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ValueError(f"{ref!r} is not a callable")
+    return fn
+
+
+def default_specs(item: Item) -> list[dict[str, Any]]:
+    """What to check when neither the item nor the scenario says: infer from the item."""
+    if item.is_agentic:
+        # A tool loop: the calls over the steps, then the final answer if the item has one.
+        specs: list[dict[str, Any]] = [{"type": "trajectory"}] if item.expected_tool_calls else []
+        if item.target is not None:
+            specs.append({"type": "match", "mode": "contains"})
+        return specs
+    if item.expected_tool_calls or item.expect_no_tool_call:
+        return [{"type": "tool_call"}]
+    rf = item.request.response_format or {}
+    if rf.get("type") == "json_schema":
+        spec = {"type": "json"}
+        if isinstance(item.target, str) and item.target.strip().startswith("{"):
+            with contextlib.suppress(orjson.JSONDecodeError):  # a non-JSON target: schema check only
+                spec["expected"] = orjson.loads(item.target)
+        return [spec]
+    if item.target is None:
+        return []
+    if item.choices and isinstance(item.target, str) and len(item.target.strip()) == 1:
+        return [{"type": "choice"}]
+    return [{"type": "match"}]
+
+
+def compile_item_specs(items: list[Item], defaults: list[dict[str, Any] | str], shown: str,
+                       lines: list[int]) -> tuple[list[list[CompiledSpec]], list[Problem]]:
+    problems: list[Problem] = []
+    compiled: list[list[CompiledSpec]] = []
+    cache: dict[str, CompiledSpec] = {}
+    default_compiled: list[CompiledSpec] | None = None
+    for index, item in enumerate(items):
+        raw_list = item.assert_
+        out: list[CompiledSpec] = []
+        if raw_list is None and defaults:
+            if default_compiled is None:
+                default_compiled = []
+                for j, raw in enumerate(defaults):
+                    try:
+                        default_compiled.append(compile_spec(raw))
+                    except ValueError as exc:
+                        problems.append(Problem("scenario", None, f"scoring.default_assert[{j}]", str(exc)))
+            compiled.append(default_compiled)
+            continue
+        raw_list = raw_list if raw_list is not None else default_specs(item)
+        for j, raw in enumerate(raw_list):
+            key = repr(raw)
+            try:
+                if key not in cache:
+                    cache[key] = compile_spec(raw)
+                out.append(cache[key])
+            except ValueError as exc:
+                problems.append(Problem(shown, lines[index] if index < len(lines) else None, f"assert[{j}]", str(exc)))
+        compiled.append(out)
+    return compiled, problems
+
+
+def compile_turn_specs(items: list[Item], defaults: list[dict[str, Any] | str],
+                       shown: str) -> tuple[dict[tuple[int, int], list[CompiledSpec]], list[Problem]]:
+    """Scorers of the later turns of multi-turn items, keyed by (item index, turn)."""
+    out: dict[tuple[int, int], list[CompiledSpec]] = {}
+    problems: list[Problem] = []
+    for index, item in enumerate(items):
+        for turn in range(1, len(item.turns or ()) + 1):
+            (compiled,), found = compile_item_specs([item.turn_item(turn)], defaults, shown, [item.line])
+            out[(index, turn)] = compiled
+            problems.extend(Problem(p.file, p.line, f"turns[{turn - 1}].{p.field}", p.message)
+                            if p.field.startswith("assert[") else p for p in found)
+    return out, problems
+
+
+def _negated(score: Score) -> Score:
+    if score.status == PASS:
+        score.status, score.value, score.error_class = FAIL, 0.0, f"negated.{score.scorer}"
+        score.error_classes = [score.error_class]
+    elif score.status == FAIL:
+        score.status, score.value, score.error_class, score.error_classes = PASS, 1.0, None, []
+    return score
+
+
+def _custom_params(c: CompiledSpec) -> dict[str, Any]:
+    return c.spec.params if isinstance(c.spec, RegisteredSpec) else dict(c.spec.params)
+
+
+def _as_score(c: CompiledSpec, out: Any) -> Score:
+    """A custom scorer's answer as a Score: a Score as it is, a bool, or a number (pass at >= threshold)."""
+    spec = c.spec
+    name, kind = spec.label, spec.type
+    params = _custom_params(c)
+    if isinstance(out, Score):
+        return out
+    if isinstance(out, bool):
+        return Score(kind, name, PASS if out else FAIL, 1.0 if out else 0.0, None if out else f"{kind}.fail",
+                     [] if out else [f"{kind}.fail"], gating=spec.gating)
+    if isinstance(out, (int, float)):
+        ok = float(out) >= 1.0 or (0.0 <= float(out) <= 1.0 and float(out) >= float(params.get("threshold", 1.0)))
+        return Score(kind, name, PASS if ok else FAIL, float(out), None if ok else f"{kind}.below_threshold",
+                     [] if ok else [f"{kind}.below_threshold"], gating=spec.gating)
+    return unscored(kind, name, "scorer.bad_return", f"custom scorer returned {type(out).__name__}")
+
+
+def _run_custom(c: CompiledSpec, item: Item, view: ResponseView) -> Score:
+    try:
+        if c.legacy:
+            out = c.custom(item, view, _custom_params(c))  # type: ignore[misc]
+        else:
+            out = c.custom(item, view, **_custom_params(c))  # type: ignore[misc]
+    except Exception as exc:  # a user's scorer failing is the scorer's problem, not the candidate's
+        return unscored(c.spec.type, c.spec.label, "scorer.exception", f"{type(exc).__name__}: {exc}")
+    return _as_score(c, out)
+
+
+async def _run_custom_async(c: CompiledSpec, item: Item, view: ResponseView) -> Score:
+    try:
+        out = await c.custom(item, view, **_custom_params(c))  # type: ignore[misc]
+    except Exception as exc:
+        return unscored(c.spec.type, c.spec.label, "scorer.exception", f"{type(exc).__name__}: {exc}")
+    return _as_score(c, out)
+
+
+def score_sync(specs: list[CompiledSpec], item: Item, view: ResponseView) -> tuple[list[Score], list[CompiledSpec]]:
+    """Run every synchronous scorer; return the scores and the specs still to run (judges)."""
+    scores: list[Score] = []
+    pending: list[CompiledSpec] = []
+    for c in specs:
+        kind = c.spec.type
+        if kind == "judge" or c.is_async:
+            pending.append(c)
+            continue
+        if c.custom is not None:
+            score = _run_custom(c, item, view)
+        else:
+            fn = SCORERS[kind][1]
+            assert fn is not None
+            try:
+                score = fn(c.spec, item, view)
+            except Exception as exc:
+                score = unscored(kind, c.spec.label, "scorer.exception", f"{type(exc).__name__}: {exc}")
+        score.gating = c.spec.gating
+        scores.append(_negated(score) if c.negate else score)
+    return scores, pending
+
+
+async def score_async(pending: list[CompiledSpec], item: Item, view: ResponseView, judge: JudgeClient | None) -> list[Score]:
+    out = []
+    for c in pending:
+        if c.is_async:
+            score = await _run_custom_async(c, item, view)
+        else:
+            score = await score_judge(c.spec, item, view, judge)
+        score.gating = c.spec.gating
+        out.append(_negated(score) if c.negate else score)
+    return out
+
+
+def finalize(r: RequestResult, scores: list[Score]) -> None:
+    r.scores = [s.as_dict() for s in scores]
+    r.verdict = item_verdict(scores) if scores else None
+
+
+def skipped_verdict(r: RequestResult, specs: list[CompiledSpec]) -> None:
+    """A request that failed is not scored: every scorer is `skipped`."""
+    r.scores = [{"scorer": c.spec.type, "name": c.spec.label, "status": SKIPPED, "value": None,
+                 "error_class": f"request.{r.error_class or r.status}", "gating": c.spec.gating} for c in specs]
+    r.verdict = SKIPPED if specs else None
+
+
+def needs_scoring(r: RequestResult) -> bool:
+    return r.status == OK
+
+
+__all__ = [
+    "ALIASES",
+    "REGISTERED",
+    "SCORERS",
+    "BaseModel",
+    "CompiledSpec",
+    "RegisteredSpec",
+    "build_view",
+    "compile_item_specs",
+    "compile_spec",
+    "compile_turn_specs",
+    "finalize",
+    "needs_scoring",
+    "score_async",
+    "score_sync",
+    "scorer",
+    "skipped_verdict",
+]

@@ -1,0 +1,1 @@
+"""The built-in simulated deployment: an OpenAI-compatible server with profiles, faults and known answers."""

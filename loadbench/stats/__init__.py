@@ -1,0 +1,1 @@
+"""What the records add up to: histograms, quality, SLO verdicts with confidence, validity, decisions, capacity, regressions."""
