@@ -90,7 +90,7 @@ def test_empty_missing_and_directory(tmp_path):
 
 
 def test_bundled_datasets_are_valid():
-    root = Path(__file__).resolve().parent.parent / "scenarios"
+    root = Path(__file__).resolve().parents[2] / "scenarios"
     files = sorted(root.glob("data/*.jsonl"))
     assert files
     for f in files:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "scenarios" / "demo.yaml"
 
 
@@ -168,7 +168,7 @@ def test_run_against_a_baseline_exits_4_on_a_regression(tmp_path, capsys):
 
     from loadbench.cli.main import main
 
-    dataset = Path(__file__).resolve().parent.parent / "scenarios" / "data" / "support_intents.jsonl"
+    dataset = Path(__file__).resolve().parents[2] / "scenarios" / "data" / "support_intents.jsonl"
     scenario = tmp_path / "s.yaml"
     # latencies of ~150 ms: a busy machine's few milliseconds cannot make the same deployment's p95 regress
     scenario.write_text(f"dataset: {dataset}\ncandidates: [{{name: a, sim: small-fast, sim_params: {{prefill_base_s: 0.15, "

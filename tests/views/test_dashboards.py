@@ -12,7 +12,7 @@ import yaml
 
 from loadbench.views.prometheus import CONTRACT, exposed_names
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "grafana"
 EXPOSED = {n for spec in CONTRACT for n in exposed_names(spec)}
 sys.path.insert(0, str(GRAFANA))

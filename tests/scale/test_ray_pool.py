@@ -13,7 +13,7 @@ if os.environ.get("CI"):
 else:
     ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install '.[ray]')")
 
-DATASET = Path(__file__).resolve().parent.parent / "scenarios" / "data" / "support_intents.jsonl"
+DATASET = Path(__file__).resolve().parents[2] / "scenarios" / "data" / "support_intents.jsonl"
 
 
 def records(tmp_path, path, *extra):

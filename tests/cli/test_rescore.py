@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from tests.conftest import ROOT
-from tests.test_cli import rounded
+from tests.cli.test_cli import rounded
 
 
 def loadbench(*args):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DATASET = ROOT / "scenarios" / "data" / "support_intents.jsonl"
 TOKEN = "test-token-1f2e3d"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -327,8 +327,9 @@ def test_queued_and_running_runs_survive_a_restart(tmp_path):
 
 
 def test_schedules_fire_runs(tmp_path):
-    from loadbench.service.app import Service, ServiceConfig
+    from loadbench.service.common import ServiceConfig
     from loadbench.service.history import History
+    from loadbench.service.runs import Service
 
     sdir = write_scenarios(tmp_path)
     svc = Service(ServiceConfig(data_dir=tmp_path / "data", scenarios_dir=sdir), TOKEN)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from loadbench.cli.main import exit_code
+from loadbench.engine.outcome import exit_code
 from loadbench.config.slo_clauses import parse_clause, parse_clauses
 from loadbench.pacing.records import ERROR, OK, RequestResult
 from loadbench.stats.decision import decide, pareto_frontier

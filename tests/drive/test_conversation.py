@@ -272,7 +272,7 @@ def test_the_bundled_sessions_scenario_reports_turns_and_tasks(tmp_path, capsys)
 
     from loadbench.cli.main import main
 
-    scenario = Path(__file__).resolve().parent.parent / "scenarios" / "sessions.yaml"
+    scenario = Path(__file__).resolve().parents[2] / "scenarios" / "sessions.yaml"
     code = main(["run", str(scenario), "--no-metrics", "--fail-on", "none", "--out", str(tmp_path),
                  "--set", "load.duration_s=6", "--set", "load.warmup_s=0", "--set", "load.rate_qps=4"])
     out = capsys.readouterr().out

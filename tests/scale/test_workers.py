@@ -12,7 +12,7 @@ import pytest
 
 from loadbench.cli.main import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DATASET = ROOT / "scenarios" / "data" / "support_intents.jsonl"
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from tests.test_service import TOKEN, Server, free_port, write_scenarios
+from tests.service.test_service import TOKEN, Server, free_port, write_scenarios
 
 SECRET = "s3cret-ungranted-value"
 GRANTED = "granted-key-value"
