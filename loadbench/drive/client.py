@@ -5,15 +5,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-import aiohttp
 import orjson
 
 from ..config.tokens import cost_usd, estimate_tokens
 from ..pacing.clock import Clock
 from ..pacing.records import ERROR, RequestResult
-from .http1 import BadResponse, ConnectFailed, Disconnected, Http1Pool
+from .http1 import BadResponse, ChunkSink, ConnectFailed, Disconnected, Reply
 from .sse import DONE, SSEDecoder
 
 MAX_ERROR_BODY = 2048
@@ -72,89 +71,31 @@ class _Failure(Exception):
         self.http_status = http_status
 
 
-class OpenAIClient:
-    """One per candidate; shares the candidate's aiohttp session (its own connection pool)."""
+class Transport(Protocol):
+    """What sends one request: the lean HTTP/1.1 pool (drive/http1.py) or aiohttp (drive/aiohttp_transport.py).
 
-    def __init__(self, session: aiohttp.ClientSession, settings: ClientSettings, clock: Clock) -> None:
-        self._session = session
+    A streamed 2xx text/event-stream body goes to `sink` chunk by chunk as it arrives; anything
+    else comes back whole in the Reply.  Raises ConnectFailed, Disconnected, BadResponse,
+    TimeoutError, or what the sink raised."""
+
+    async def post(self, payload: bytes, timeout_s: float, sink: ChunkSink | None = None) -> Reply: ...
+
+
+class OpenAIClient:
+    """The OpenAI protocol, once, over any Transport: one per candidate.  Builds no request itself
+    (payloads are pre-rendered); parses SSE as chunks arrive, assembles text, tool calls and
+    usage, and classifies every failure into the record."""
+
+    def __init__(self, transport: Transport, settings: ClientSettings, clock: Clock) -> None:
+        self._pool = transport
         self._s = settings
         self._clock = clock
-        self._timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
         self._chat = settings.api == "chat"
 
     async def send(self, payload: bytes, prompt_chars: int, r: RequestResult, t0_ns: int) -> None:
         """Send `payload`; record times (offsets from t0_ns), output, usage and outcome in `r`.
 
-        Never raises for a failed request (it becomes data); lets cancellation through.
-        """
-        clock = self._clock
-        state = _StreamState()
-        try:
-            r.sent_ns = clock.now_ns() - t0_ns
-            async with self._session.post(
-                self._s.url, data=payload, headers=self._s.headers, timeout=self._timeout
-            ) as resp:
-                r.http_status = resp.status
-                if resp.status >= 400:
-                    retry_after = resp.headers.get("Retry-After")
-                    if retry_after:
-                        with contextlib.suppress(ValueError):  # an HTTP date instead of seconds: ignore it
-                            r.retry_after_s = min(float(retry_after), 300.0)
-                    body = await resp.content.read(MAX_ERROR_BODY)
-                    raise _Failure(_http_class(resp.status), _error_text(resp.status, body), resp.status)
-                ctype = resp.headers.get("Content-Type", "")
-                if self._s.stream and "text/event-stream" in ctype:
-                    await self._read_stream(resp, state, t0_ns)
-                elif "json" in ctype:
-                    body = await _read_capped(resp, self._s.max_response_bytes)
-                    state.apply_body(body, self._chat)
-                else:
-                    raise _Failure("invalid_response", f"unexpected content type {ctype or '(none)'!r}")
-            r.done_ns = clock.now_ns() - t0_ns
-        except _Failure as f:
-            _failed(r, clock.now_ns() - t0_ns, f.error_class, self._s.redact(str(f)))
-        except TimeoutError:
-            _failed(r, clock.now_ns() - t0_ns, "timeout", f"no complete response within {self._s.timeout_s:g} s")
-        except aiohttp.ClientConnectorError as exc:
-            _failed(r, clock.now_ns() - t0_ns, "connect", self._s.redact(f"{type(exc).__name__}: {exc}"))
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError) as exc:
-            _failed(r, clock.now_ns() - t0_ns, "disconnected", self._s.redact(f"{type(exc).__name__}: {exc}"))
-        except aiohttp.ClientResponseError as exc:
-            _failed(r, clock.now_ns() - t0_ns, "invalid_response", self._s.redact(f"{type(exc).__name__}: {exc.message}"))
-        state.finish(r, prompt_chars, self._s)
-
-    async def _read_stream(self, resp: aiohttp.ClientResponse, state: _StreamState, t0_ns: int) -> None:
-        decoder = SSEDecoder()
-        clock = self._clock
-        cap = self._s.max_response_bytes
-        total = 0
-        chat = self._chat
-        async for chunk in resp.content.iter_any():
-            now = clock.now_ns() - t0_ns
-            total += len(chunk)
-            if total > cap:
-                raise _Failure("invalid_response", f"response larger than {cap} bytes")
-            for data in decoder.feed(chunk):
-                state.apply_event(data, now, chat)
-        now = clock.now_ns() - t0_ns
-        for data in decoder.close():
-            state.apply_event(data, now, chat)
-        if not state.done and state.finish_reason is None:
-            raise _Failure("stream_truncated", "stream ended without [DONE] or a finish_reason")
-
-
-class Http1Client:
-    """One per candidate, on the lean HTTP/1.1 pool (the default): the same records as OpenAIClient,
-    with streamed chunks parsed as they arrive instead of through a reader and an iterator."""
-
-    def __init__(self, pool: Http1Pool, settings: ClientSettings, clock: Clock) -> None:
-        self._pool = pool
-        self._s = settings
-        self._clock = clock
-        self._chat = settings.api == "chat"
-
-    async def send(self, payload: bytes, prompt_chars: int, r: RequestResult, t0_ns: int) -> None:
-        """As OpenAIClient.send: never raises for a failed request; lets cancellation through."""
+        Never raises for a failed request (it becomes data); lets cancellation through."""
         clock = self._clock
         s = self._s
         chat = self._chat
@@ -229,22 +170,6 @@ def _error_text(status: int, body: bytes) -> str:
         elif isinstance(err, str):
             text = err
     return f"HTTP {status}: {text[:300]}" if text else f"HTTP {status}"
-
-
-async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
-    declared = resp.content_length
-    if declared is not None:
-        if declared > cap:
-            raise _Failure("invalid_response", f"response declares {declared} bytes, more than the {cap}-byte cap")
-        return await resp.read()  # bounded by Content-Length, which aiohttp enforces: one await, no iterator
-    parts: list[bytes] = []
-    total = 0
-    async for chunk in resp.content.iter_any():
-        total += len(chunk)
-        if total > cap:
-            raise _Failure("invalid_response", f"response larger than {cap} bytes")
-        parts.append(chunk)
-    return b"".join(parts)
 
 
 class _StreamState:

@@ -6,8 +6,6 @@ import asyncio
 import math
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
 from ..config.dataset import Item
 from ..config.profiles import PROFILES
 from ..config.scenario import Candidate, Retry, Scenario, endpoint_url
@@ -15,7 +13,8 @@ from ..pacing.clock import Clock
 from ..pacing.records import ERROR, RequestResult, reset_for_retry
 from ..pacing.runner import Lane
 from ..plan.workload import first_messages, first_prompt, shared_prefix
-from .client import ClientSettings, Http1Client, OpenAIClient, build_payload
+from .aiohttp_transport import AiohttpTransport
+from .client import ClientSettings, OpenAIClient, build_payload
 from .conversation import ConversationDriver, ThinkTime, prompt_chars
 from .http1 import Http1Pool
 
@@ -41,38 +40,6 @@ def prewarm_count(scenario: Scenario, cand: Candidate) -> int:
     load = scenario.load
     wanted = load.concurrency or 1 if load.mode == "closed" else math.ceil(load.rate_qps * 0.05)
     return max(1, min(cand.max_in_flight, PREWARM_MAX, wanted))
-
-
-async def prewarm(session: aiohttp.ClientSession, base_url: str, headers: dict[str, str], n: int) -> int:
-    """Open `n` pooled keep-alive connections with concurrent GETs of /models; returns how many
-    answered.  Failures are ignored: the run's own requests report any real problem."""
-    url = base_url.rstrip("/") + "/models"
-    timeout = aiohttp.ClientTimeout(total=PREWARM_TIMEOUT_S)
-
-    async def one() -> bool:
-        try:
-            async with session.get(url, headers=headers, timeout=timeout) as resp:
-                await resp.read()
-                return True
-        except (TimeoutError, aiohttp.ClientError, OSError):
-            return False
-
-    return sum(await asyncio.gather(*(one() for _ in range(n))))
-
-
-class AiohttpTransport:
-    """A candidate's aiohttp session (http_client: aiohttp), opened and closed like an Http1Pool."""
-
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, headers: dict[str, str]) -> None:
-        self.session = session
-        self._base_url = base_url
-        self._headers = headers
-
-    async def prewarm(self, n: int) -> int:
-        return await prewarm(self.session, self._base_url, self._headers, n)
-
-    async def close(self) -> None:
-        await self.session.close()
 
 
 async def prewarm_lanes(resolved: Resolved, transports: list[Http1Pool | AiohttpTransport]) -> None:
@@ -108,18 +75,16 @@ def build_lanes(resolved: Resolved, base_urls: dict[str, str], clock: Clock) -> 
             output_per_mtok=pricing.output_per_mtok, cached_input_per_mtok=pricing.cached_input_per_mtok,
             secret=secret, max_response_bytes=cand.max_response_bytes,
         )
-        client: Http1Client | OpenAIClient
+        transport: Http1Pool | AiohttpTransport
         if cand.http_client == "fast":
-            pool = Http1Pool(settings.url, settings.headers, limit=cand.max_in_flight, verify_tls=not cand.insecure,
-                             max_body_bytes=cand.max_response_bytes)
-            transports.append(pool)
-            client = Http1Client(pool, settings, clock)
+            transport = Http1Pool(settings.url, settings.headers, limit=cand.max_in_flight, verify_tls=not cand.insecure,
+                                  max_body_bytes=cand.max_response_bytes)
         else:
-            connector = aiohttp.TCPConnector(limit=cand.max_in_flight, limit_per_host=cand.max_in_flight,
-                                             ssl=not cand.insecure, ttl_dns_cache=300)
-            session = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=False)
-            transports.append(AiohttpTransport(session, base_urls[cand.name], settings.headers))
-            client = OpenAIClient(session, settings, clock)
+            transport = AiohttpTransport(settings.url, settings.headers, limit=cand.max_in_flight,
+                                         verify_tls=not cand.insecure, max_body_bytes=cand.max_response_bytes,
+                                         models_url=base_urls[cand.name].rstrip("/") + "/models")
+        transports.append(transport)
+        client = OpenAIClient(transport, settings, clock)
         model = cand.model or (f"sim-{cand.sim}" if cand.sim else None)
         params = [candidate_params(cand, item) for item in resolved.items]
         payloads = [
@@ -158,7 +123,7 @@ def _session_payloads(driver: ConversationDriver, cand: Candidate, model: str | 
     return payload
 
 
-def _make_send(client: Http1Client | OpenAIClient, payloads: list[bytes], prompt_chars: list[int], retry: Retry,
+def _make_send(client: OpenAIClient, payloads: list[bytes], prompt_chars: list[int], retry: Retry,
                follow_payload: Any = None):
     send = client.send
     if retry.max_attempts <= 1 and follow_payload is None:

@@ -18,6 +18,7 @@ from ..stats.confidence import (
     FAIL,
     INCONCLUSIVE,
     PASS,
+    design_effect,
     dispersion,
     per_look_confidence,
     percentile_verdict,
@@ -153,9 +154,13 @@ def stationarity(run_dir: Path, name: str, clauses: list[Any] | None = None) -> 
     if not times:
         return {"building": False, "samples": 0, "dispersion": {}}
     lat = trend(times, latencies)
+    deff = design_effect(times, latencies)
     return {"building": lat.building, "samples": len(times), "latency_slope_s_per_s": lat.slope_per_s,
             "latency_rise_ratio": lat.rise_ratio, "p_value": lat.p_value, "latency_batch_means_s": lat.batch_means,
-            "dispersion": {text: dispersion(times, flags) for text, flags in over.items()},
+            "latency_design_effect": deff,
+            # the larger of the two: the share over the bound's own spread, or (when almost nothing
+            # crossed the bound) how alike neighbouring latencies are
+            "dispersion": {text: max(dispersion(times, flags), deff) for text, flags in over.items()},
             "method": "8 batch means of latency over the measured window, one-sided t-test on the slope (p < 0.01) "
                       "and a fitted rise above 15% of the mean; dispersion: batch-means overdispersion of the share "
                       "over each latency bound (counts are divided by it before the binomial test)"}

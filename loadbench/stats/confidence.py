@@ -220,3 +220,26 @@ def dispersion(times_s: list[float], over: list[bool], *, min_batch: int = 30, m
         return 1.0
     chi2 = float((((k - m * share) ** 2) / (m * share * (1 - share))).sum())
     return max(1.0, chi2 / (batches - 1))
+
+
+def design_effect(times_s: list[float], values: list[float], *, min_batch: int = 30, max_batches: int = 12) -> float:
+    """How many requests one independent request is worth, from a continuous series (latency):
+    batch size x variance of the batch means / variance of the values (batch means, >= 1).
+
+    Where no request crossed a bound the over/under share has no spread to measure, yet a queue
+    near saturation still makes neighbours alike; the latencies themselves show it."""
+    import numpy as np
+
+    n = len(times_s)
+    batches = min(max_batches, n // min_batch)
+    if batches < 4:
+        return 1.0
+    order = np.argsort(np.asarray(times_s, dtype=np.float64), kind="stable")
+    vs = np.asarray(values, dtype=np.float64)[order]
+    total_var = float(vs.var())
+    if total_var <= 0:
+        return 1.0
+    parts = np.array_split(vs, batches)
+    means = np.array([p.mean() for p in parts])
+    size = n / batches
+    return max(1.0, size * float(means.var(ddof=1)) / total_var)

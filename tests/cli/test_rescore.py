@@ -5,8 +5,8 @@ import shutil
 import subprocess
 import sys
 
-from tests.conftest import ROOT
 from tests.cli.test_cli import rounded
+from tests.conftest import ROOT
 
 
 def loadbench(*args):

@@ -3,11 +3,11 @@
 import asyncio
 import json
 
-import aiohttp
 import pytest
 from aiohttp import web
 
-from loadbench.drive.client import ClientSettings, Http1Client, OpenAIClient, build_payload
+from loadbench.drive.aiohttp_transport import AiohttpTransport
+from loadbench.drive.client import ClientSettings, OpenAIClient, build_payload
 from loadbench.drive.http1 import Http1Pool
 from loadbench.pacing.clock import MonotonicClock
 from loadbench.pacing.records import ERROR, OK, RequestResult
@@ -63,17 +63,16 @@ async def call(base, *, stream=True, api="chat", timeout_s=5.0, secret=None, max
                             prompt="hi", params={"max_tokens": 5})
     clock = MonotonicClock()
     r = RequestResult(seq=0, candidate="c", item_id="x", item_index=0, epoch=0, intended_ns=0, in_window=True)
+    # the same protocol code over either transport: the results must not differ
     if CLIENT[0] == "aiohttp":
-        async with aiohttp.ClientSession() as session:
-            t0 = clock.now_ns()
-            await OpenAIClient(session, settings, clock).send(payload, 40, r, t0)
+        transport = AiohttpTransport(settings.url, settings.headers, limit=4, max_body_bytes=max_bytes)
     else:
-        pool = Http1Pool(settings.url, settings.headers, limit=4, max_body_bytes=max_bytes)
-        try:
-            t0 = clock.now_ns()
-            await Http1Client(pool, settings, clock).send(payload, 40, r, t0)
-        finally:
-            await pool.close()
+        transport = Http1Pool(settings.url, settings.headers, limit=4, max_body_bytes=max_bytes)
+    try:
+        t0 = clock.now_ns()
+        await OpenAIClient(transport, settings, clock).send(payload, 40, r, t0)
+    finally:
+        await transport.close()
     return r
 
 
@@ -280,3 +279,21 @@ def test_payload_merges_params_and_requests_usage_when_streaming():
     body = json.loads(build_payload(api="completions", model=None, stream=False, messages=[], prompt="q",
                                     params={"tools": [1], "max_tokens": 2}))
     assert body == {"prompt": "q", "max_tokens": 2, "stream": False}
+
+
+async def test_redirects_are_not_followed_by_either_transport(serve_app):
+    """One behaviour for both transports (documented in docs/outputs.md): a 3xx is an invalid
+    response naming its Location; the request is not sent again elsewhere."""
+    seen = []
+
+    async def moved(request):
+        seen.append(request.path)
+        return web.Response(status=307, headers={"Location": "http://127.0.0.1:9/v1/chat/completions"})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", moved)
+    base = await serve_app(app)
+    r = await call(base, stream=False)
+    assert r.status == "error" and r.error_class == "invalid_response" and r.http_status == 307
+    assert "redirect" in r.error and "127.0.0.1:9" in r.error
+    assert seen == ["/v1/chat/completions"]

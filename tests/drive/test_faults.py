@@ -5,12 +5,12 @@ import asyncio
 import contextlib
 import json
 
-import aiohttp
 import pytest
 
 from loadbench.config.faults import FaultSpec, FaultWindow
 from loadbench.config.profiles import PROFILES
-from loadbench.drive.client import ClientSettings, Http1Client, OpenAIClient, build_payload
+from loadbench.drive.aiohttp_transport import AiohttpTransport
+from loadbench.drive.client import ClientSettings, OpenAIClient, build_payload
 from loadbench.drive.http1 import Http1Pool
 from loadbench.pacing.clock import MonotonicClock
 from loadbench.pacing.pacer import ItemOrder, arrival_offsets_ns
@@ -34,12 +34,11 @@ async def run_against(base, tmp_path, *, rate=40.0, duration_s=1.5, timeout_s=1.
                               headers={"Content-Type": "application/json"}, max_response_bytes=max_bytes)
     async with contextlib.AsyncExitStack() as stack:
         if kind == "aiohttp":
-            session = await stack.enter_async_context(aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)))
-            client = OpenAIClient(session, settings, clock)
+            transport = AiohttpTransport(settings.url, settings.headers, limit=256, max_body_bytes=max_bytes)
         else:
-            pool = Http1Pool(settings.url, settings.headers, limit=256, max_body_bytes=max_bytes)
-            stack.push_async_callback(pool.close)
-            client = Http1Client(pool, settings, clock)
+            transport = Http1Pool(settings.url, settings.headers, limit=256, max_body_bytes=max_bytes)
+        stack.push_async_callback(transport.close)
+        client = OpenAIClient(transport, settings, clock)
         payload = build_payload(api="chat", model="m", stream=stream, messages=[{"role": "user", "content": "hello"}], prompt="hello", params={})
 
         async def send(item_index, r, t0):

@@ -6,6 +6,7 @@ import time
 
 from aiohttp import web
 
+from loadbench.drive.aiohttp_transport import AiohttpTransport
 from loadbench.drive.client import ClientSettings, OpenAIClient, build_payload
 from loadbench.pacing.clock import MonotonicClock
 from loadbench.pacing.pacer import ItemOrder, arrival_offsets_ns
@@ -42,8 +43,9 @@ async def test_headline_latency_shows_the_stall_that_a_closed_loop_would_hide(se
     recorder = Recorder(["c"])
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
         # max_in_flight=1 with the queue policy: the client itself can only wait, like a closed loop
-        client = OpenAIClient(session, ClientSettings(url=base + "/v1/chat/completions", api="chat", stream=False,
-                                                      timeout_s=10, headers={}), clock)
+        url = base + "/v1/chat/completions"
+        client = OpenAIClient(AiohttpTransport(url, {}, limit=1, session=session),
+                              ClientSettings(url=url, api="chat", stream=False, timeout_s=10, headers={}), clock)
         payload = build_payload(api="chat", model="m", stream=False, messages=[{"role": "user", "content": "x"}], prompt="x", params={})
 
         async def send(item_index, r, t0):

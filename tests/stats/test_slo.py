@@ -2,8 +2,8 @@
 
 import pytest
 
-from loadbench.engine.outcome import exit_code
 from loadbench.config.slo_clauses import parse_clause, parse_clauses
+from loadbench.engine.outcome import exit_code
 from loadbench.pacing.records import ERROR, OK, RequestResult
 from loadbench.stats.decision import decide, pareto_frontier
 from loadbench.stats.hdr import new_histogram, record_batch
