@@ -70,12 +70,14 @@ def main() -> None:
     ap.add_argument("new", type=Path, nargs="?", default=HERE)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--only", help="comma-separated prefixes of the loads to run, e.g. B4")
     args = ap.parse_args()
+    loads = {k: v for k, v in LOADS.items() if not args.only or any(k.startswith(p) for p in args.only.split(","))}
     trees = {"old": args.old.resolve(), "new": args.new.resolve()}
-    results: dict[str, dict[str, list[float]]] = {name: {"old": [], "new": []} for name in LOADS}
+    results: dict[str, dict[str, list[float]]] = {name: {"old": [], "new": []} for name in loads}
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
-        for name, (chunks, extra, metric, _) in LOADS.items():
+        for name, (chunks, extra, metric, _) in loads.items():
             server = StaticServer(trees["new"], chunks)
             cpus = ",".join(map(str, sorted(os.sched_getaffinity(0) - {server.cpu}) or [server.cpu]))
             try:
@@ -87,7 +89,7 @@ def main() -> None:
             finally:
                 server.stop()
     print(f"{'load':<46} {'old (median)':>14} {'new (median)':>14} {'new/old':>8}   runs old | new")
-    for name, (_, _, _, higher_better) in LOADS.items():
+    for name, (_, _, _, higher_better) in loads.items():
         old, new = statistics.median(results[name]["old"]), statistics.median(results[name]["new"])
         ratio = new / old if old else float("nan")
         print(f"{name:<46} {old:>14,.2f} {new:>14,.2f} {ratio:>8.3f}   "
