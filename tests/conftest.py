@@ -76,3 +76,19 @@ def demo_run(tmp_path_factory) -> Path:
     assert proc.returncode == 0, f"exit {proc.returncode}\nstderr:\n{proc.stderr[-3000:]}\nstdout:\n{proc.stdout[-3000:]}"
     (run_dir,) = list(out.iterdir())
     return run_dir
+
+
+# Modules whose tests start processes, run scenarios end to end or drive real servers for
+# seconds each: marked slow, so `pytest -m "not slow"` stays a quick inner loop.
+SLOW_MODULES = {
+    "test_service", "test_service_security", "test_prometheus_e2e", "test_reports", "test_cli", "test_adhoc",
+    "test_rescore", "test_workers", "test_ray_pool", "test_calibration", "test_kill", "test_sweep", "test_sessions",
+    "test_faults", "test_conversation", "test_retries_abort", "test_secrets", "test_coordinated_omission", "test_api",
+    "test_trace", "test_bad_input", "test_judge", "test_needle", "test_review",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.module is not None and item.module.__name__.rpartition(".")[2] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

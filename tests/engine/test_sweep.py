@@ -82,7 +82,7 @@ def test_sweep_brackets_the_md4_capacity_over_seeds(tmp_path):
         d.mkdir()
         scenario = capacity_scenario(d)
         scenario.write_text(scenario.read_text().replace("seed: 3", f"seed: {seed}"))
-        procs.append(run_sweep(scenario, d / "out", "--rates", "20,40,60,80", "--step-duration", "4", "--max-step-duration", "12",
+        procs.append(run_sweep(scenario, d / "out", "--rates", "20,40,55,80", "--step-duration", "6", "--max-step-duration", "18",
                                "--warmup", "2", "--max-steps", "10", "--refine", "4", "--peak-qps", "100"))
     results = []
     for proc in procs:

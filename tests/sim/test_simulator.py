@@ -8,6 +8,7 @@ import pytest
 
 from loadbench.config.dataset import Item
 from loadbench.config.profiles import PROFILES, Profile
+from loadbench.drive.aiohttp_transport import AiohttpTransport
 from loadbench.drive.client import ClientSettings, OpenAIClient, build_payload
 from loadbench.pacing.clock import MonotonicClock
 from loadbench.pacing.records import OK, RequestResult
@@ -35,9 +36,12 @@ async def ask(base, item_input, *, stream=True, tools=None, api="chat", max_toke
                               api=api, stream=stream, timeout_s=10, headers={"Content-Type": "application/json"})
     r = RequestResult(seq=0, candidate="c", item_id="x", item_index=0, epoch=0, intended_ns=0, in_window=True)
     clock = MonotonicClock()
-    async with aiohttp.ClientSession() as s:
+    transport = AiohttpTransport(settings.url, settings.headers, limit=8)
+    try:
         t0 = clock.now_ns()
-        await OpenAIClient(s, settings, clock).send(payload, len(item_input), r, t0)
+        await OpenAIClient(transport, settings, clock).send(payload, len(item_input), r, t0)
+    finally:
+        await transport.close()
     return r
 
 

@@ -207,6 +207,7 @@ def test_exit_codes(oks, valid, fail_on, code):
     assert exit_code(s, fail_on) == code
 
 
+@pytest.mark.slow
 async def test_a_blocked_sending_loop_makes_the_run_invalid():
     """The driver starved (its loop blocked by work on it): schedule lag and loop lag say so."""
     import asyncio
@@ -239,6 +240,7 @@ async def test_a_blocked_sending_loop_makes_the_run_invalid():
     await asyncio.sleep(0)
 
 
+@pytest.mark.slow
 def test_cli_exit_3_when_the_run_is_invalid(tmp_path):
     import subprocess
     import sys
@@ -277,6 +279,7 @@ def test_session_and_task_pass_rates_are_slo_metrics():
     assert evaluate(parse_clauses(["session_pass_rate >= 0.5"]), cand())["clauses"][0]["note"] == "not measured"
 
 
+@pytest.mark.slow
 def test_until_decided_stops_once_every_verdict_is_settled(tmp_path):
     import json
     import subprocess
