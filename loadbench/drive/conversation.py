@@ -49,7 +49,6 @@ class ThinkTime:
         return round(value * NS_PER_S)
 
 
-THINK_DISTS = ("fixed", "uniform", "exponential", "lognormal")
 
 
 def _unit(*parts: int) -> float:

@@ -10,7 +10,6 @@ OK = "ok"
 ERROR = "error"
 DROPPED = "dropped"
 CANCELLED = "cancelled"
-STATUSES = (OK, ERROR, DROPPED, CANCELLED)
 
 # Error classes: every failure ends up as exactly one of these.
 ERROR_CLASSES: dict[str, str] = {

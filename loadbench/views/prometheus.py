@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import platform
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -366,7 +365,3 @@ def push_sweep(url: str, result: dict[str, Any], timeout_s: float = 10.0) -> Non
 
     registry.register(_Sweep())
     push_to_gateway(url, job="loadbench-sweep", grouping_key={"sweep_id": str(result["sweep_id"])}, registry=registry, timeout=timeout_s)
-
-
-def now_s() -> float:
-    return time.time()
