@@ -34,7 +34,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(dumps(rebuilt.summary))
     else:
         print(comparison_table(rebuilt.summary))
-        print(f"\nrebuilt from {rebuilt.records} records; wrote {run_dir / 'summary.json'}")
+        print(f"\nrebuilt from {rebuilt.records} records; rewrote {run_dir / 'summary.json'}, "
+              f"{run_dir / 'report.md'} and {run_dir / 'report.html'}")
     return EXIT_OK
 
 

@@ -493,5 +493,15 @@ def load_scenario(path: str | os.PathLike[str], overrides: list[str] = ()) -> tu
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(problems_from_validation(shown, root, err)) from None
+        problems = problems_from_validation(shown, root, err)
+        raise ConfigError([_blame_override(problem, overrides) for problem in problems]) from None
     return scenario, p.resolve().parent
+
+
+def _blame_override(problem: Problem, overrides: list[str] | tuple[str, ...]) -> Problem:
+    """A problem in a field a --set flag wrote is the flag's, not the file's."""
+    for text in overrides:
+        path = ".".join(parse_override(text)[0])
+        if problem.field == path or problem.field.startswith((path + ".", path + "[")):
+            return Problem(f"--set {text}", None, problem.field, problem.message)
+    return problem

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -395,7 +396,12 @@ async def serve(profile_name: str, port: int, dataset: Path | None, seed: int, h
     site = web.TCPSite(runner, host, port, backlog=4096)
     await site.start()
     bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    print(orjson.dumps({"port": bound, "profile": profile.name, "items": len(items)}).decode(), flush=True)
+    base_url = f"http://{host}:{bound}/v1"
+    # stdout: one JSON line for the processes that start us; stderr: what a person needs
+    print(orjson.dumps({"port": bound, "profile": profile.name, "items": len(items), "base_url": base_url}).decode(), flush=True)
+    if parent_pid is None:
+        print(f"loadbench sim: profile {profile.name} at {base_url} (use it as a candidate's base_url; Ctrl-C stops it)",
+              file=sys.stderr, flush=True)
     try:
         if parent_pid is None:
             await asyncio.Event().wait()

@@ -116,3 +116,19 @@ def test_override_errors(tmp_path):
         apply_override({"candidates": [{"name": "a"}]}, ["candidates", "zzz", "stream"], False)
     ps = problems(tmp_path, GOOD, ["load.rate_qps=fast"])
     assert ps[0].field == "load.rate_qps"
+
+
+def test_a_misspelt_set_flag_is_blamed_not_the_file(tmp_path):
+    from loadbench.config.errors import ConfigError
+    from loadbench.config.scenario import load_scenario
+
+    path = tmp_path / "s.yaml"
+    path.write_text("dataset: d.jsonl\ncandidates: [{name: a, sim: instant}]\nload: {rate_qps: 1, duration_s: 2}\n")
+    with pytest.raises(ConfigError) as err:
+        load_scenario(path, ["load.duraton_s=5"])
+    (problem,) = err.value.problems
+    assert problem.file == "--set load.duraton_s=5" and problem.field == "load.duraton_s"
+    assert "unknown key" in problem.message and "duration_s" in problem.message
+    with pytest.raises(ConfigError) as err:  # a bad value written by --set is the flag's too
+        load_scenario(path, ["load.rate_qps=-1"])
+    assert err.value.problems[0].file.startswith("--set")

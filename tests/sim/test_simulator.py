@@ -140,3 +140,22 @@ async def test_the_simulated_agent_walks_the_expected_calls_then_answers(serve_a
         messages += [{"role": "assistant", "content": None, "tool_calls": msg["tool_calls"]},
                      {"role": "tool", "tool_call_id": call["id"], "content": "ok"}]
     assert names == [("find", {"q": "me"}), ("refund", {"id": 1})]
+
+
+def test_sim_command_tells_a_person_the_base_url(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    proc = subprocess.Popen([sys.executable, "-m", "loadbench", "sim", "--port", "0", "--profile", "instant"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = json.loads(proc.stdout.readline())  # what the processes that start a simulator read
+        human = proc.stderr.readline()
+        assert line["base_url"] == f"http://127.0.0.1:{line['port']}/v1"
+        assert line["base_url"] in human and "base_url" in human
+    finally:
+        proc.terminate()
+        proc.wait(10)
