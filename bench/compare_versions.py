@@ -5,7 +5,7 @@
 OLD_TREE is a checkout of the previous main (e.g. `git worktree add /tmp/old <commit>`); NEW_TREE
 defaults to this checkout.  Each round runs every load once per tree, alternating which goes
 first, against one pre-rendered loopback server (`loadbench sim --static`, pinned to the last
-CPU, from NEW_TREE) with the client pinned to the other CPUs:
+CPU, from this checkout) with the client pinned to the other CPUs:
   B1  closed loop, non-streaming, 64 users: completed requests per second
   B2  closed loop, streaming (200 chunks per answer), 64 users: SSE chunks per second
   B4  open loop at 1,000 req/s (constant arrivals): schedule-lag p99 in ms (lower is better)
@@ -25,24 +25,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent
-
-
-class StaticServer:
-    def __init__(self, tree: Path, chunks: int) -> None:
-        self.cpu = max(os.sched_getaffinity(0))
-        env = {**os.environ, "PYTHONPATH": str(tree)}
-        self.proc = subprocess.Popen([sys.executable, "-m", "loadbench", "sim", "--static", "--port", "0", "--chunks", str(chunks),
-                                      "--cpu", str(self.cpu), "--parent-pid", str(os.getpid())],
-                                     stdout=subprocess.PIPE, text=True, env=env)
-        line = self.proc.stdout.readline()  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{json.loads(line)['port']}/v1"
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+sys.path.insert(0, str(HERE / "bench"))
+from run_all import StaticServer  # noqa: E402 (the same pinned static server as the B1-B7 table)
 
 
 def load(tree: Path, url: str, tmp: Path, args: list[str], cpus: str) -> dict:
@@ -78,7 +62,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         for name, (chunks, extra, metric, _) in loads.items():
-            server = StaticServer(trees["new"], chunks)
+            server = StaticServer(chunks)
             cpus = ",".join(map(str, sorted(os.sched_getaffinity(0) - {server.cpu}) or [server.cpu]))
             try:
                 for k in range(args.rounds):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from scipy.stats import binom, norm, t
 
@@ -206,13 +207,11 @@ def dispersion(times_s: list[float], over: list[bool], *, min_batch: int = 30, m
     """
     import numpy as np
 
-    n = len(times_s)
-    batches = min(max_batches, n // min_batch)
-    if batches < 4:
+    parts = _time_batches(times_s, over, min_batch, max_batches)
+    if parts is None:
         return 1.0
-    order = np.argsort(np.asarray(times_s, dtype=np.float64), kind="stable")
-    flags = np.asarray(over, dtype=np.float64)[order]
-    parts = np.array_split(flags, batches)
+    flags = np.concatenate(parts)
+    batches = len(parts)
     k = np.array([p.sum() for p in parts])
     m = np.array([p.size for p in parts], dtype=np.float64)
     share = flags.mean()
@@ -230,16 +229,23 @@ def design_effect(times_s: list[float], values: list[float], *, min_batch: int =
     near saturation still makes neighbours alike; the latencies themselves show it."""
     import numpy as np
 
-    n = len(times_s)
-    batches = min(max_batches, n // min_batch)
-    if batches < 4:
+    parts = _time_batches(times_s, values, min_batch, max_batches)
+    if parts is None:
         return 1.0
-    order = np.argsort(np.asarray(times_s, dtype=np.float64), kind="stable")
-    vs = np.asarray(values, dtype=np.float64)[order]
+    vs = np.concatenate(parts)
     total_var = float(vs.var())
     if total_var <= 0:
         return 1.0
-    parts = np.array_split(vs, batches)
     means = np.array([p.mean() for p in parts])
-    size = n / batches
-    return max(1.0, size * float(means.var(ddof=1)) / total_var)
+    return max(1.0, len(vs) / len(parts) * float(means.var(ddof=1)) / total_var)
+
+
+def _time_batches(times_s: Any, values: Any, min_batch: int, max_batches: int) -> list[Any] | None:
+    """The values in time order, cut into 4..max_batches consecutive batches of >= min_batch."""
+    import numpy as np
+
+    batches = min(max_batches, len(times_s) // min_batch)
+    if batches < 4:
+        return None
+    order = np.argsort(np.asarray(times_s, dtype=np.float64), kind="stable")
+    return list(np.array_split(np.asarray(values, dtype=np.float64)[order], batches))

@@ -127,3 +127,19 @@ def test_trend_sees_a_building_queue_and_not_a_steady_one():
     t = trend(ts, building)
     assert t.building and t.rise_ratio > 1.0
     assert not trend(ts[:10], building[:10]).building  # too few samples: no claim
+
+
+def test_dispersion_sees_clustered_misses_and_not_independent_ones():
+    from loadbench.stats.confidence import design_effect, dispersion
+
+    rng = np.random.default_rng(8)
+    ts = np.arange(2000) / 50.0
+    independent = rng.random(2000) < 0.05
+    clustered = np.zeros(2000, dtype=bool)
+    for start in rng.choice(1900, 5, replace=False):  # 5 bursts of 20 consecutive misses: a queue that stayed long
+        clustered[start:start + 20] = True
+    assert dispersion(ts, independent) < 2.5
+    assert dispersion(ts, clustered) > 4
+    assert dispersion(ts, np.zeros(2000, dtype=bool)) == 1.0  # nothing to measure: no claim
+    slow_drift = 0.1 + 0.05 * np.sin(ts / 5) + rng.normal(0, 0.005, 2000)
+    assert design_effect(ts, slow_drift) > 10 and design_effect(ts, rng.normal(0.1, 0.01, 2000)) < 3
