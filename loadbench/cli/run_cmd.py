@@ -109,13 +109,10 @@ def _baseline_dir(text: str) -> Path:
 
 def _against_baseline(base_dir: Path, run_dir: Path, summary: dict, quiet: bool) -> bool:
     """Compare the run with the baseline, store it in summary.json, print it; True on a regression."""
-    from ..config.files import read_json, write_json_atomic
-    from ..pacing.results_log import iter_results
-    from ..stats.regression import compare_runs, comparison_lines
+    from ..config.files import write_json_atomic
+    from ..stats.regression import compare_run_dirs, comparison_lines
 
-    base_summary = read_json(base_dir / "summary.json")
-    result = compare_runs(base_summary, summary, (r for _, r, _ in iter_results(base_dir / "results.jsonl") if r),
-                          (r for _, r, _ in iter_results(run_dir / "results.jsonl") if r))
+    result = compare_run_dirs(base_dir, run_dir, summary)
     summary["regression"] = result
     write_json_atomic(run_dir / "summary.json", summary)
     if not quiet:

@@ -337,6 +337,14 @@ class Scenario(_Strict):
         return self
 
 
+def request_headers(extra: dict[str, str], secret: str | None) -> dict[str, str]:
+    """JSON request headers: the scenario's own, plus the bearer token from the named variable."""
+    headers = {"Content-Type": "application/json", **extra}
+    if secret:
+        headers["Authorization"] = f"Bearer {secret}"
+    return headers
+
+
 def endpoint_url(base_url: str, api: str) -> str:
     """The request URL of a candidate's API under its base URL."""
     return base_url.rstrip("/") + ("/chat/completions" if api == "chat" else "/completions")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config.dataset import Item
 from ..config.profiles import PROFILES
-from ..config.scenario import Candidate, Retry, Scenario, endpoint_url
+from ..config.scenario import Candidate, Retry, Scenario, endpoint_url, request_headers
 from ..pacing.clock import Clock
 from ..pacing.records import ERROR, RequestResult, reset_for_retry
 from ..pacing.runner import Lane
@@ -23,10 +23,7 @@ if TYPE_CHECKING:
 
 
 def candidate_headers(cand: Candidate, secret: str | None) -> dict[str, str]:
-    headers = {"Content-Type": "application/json", **cand.headers}
-    if secret:
-        headers["Authorization"] = f"Bearer {secret}"
-    return headers
+    return request_headers(cand.headers, secret)
 
 
 PREWARM_MAX = 64

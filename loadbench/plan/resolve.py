@@ -11,7 +11,7 @@ from pathlib import Path
 from ..config.dataset import Item
 from ..config.errors import ConfigError, Problem
 from ..config.profiles import PROFILES, with_params
-from ..config.scenario import JudgeConfig, Scenario, endpoint_url
+from ..config.scenario import JudgeConfig, Scenario, endpoint_url, request_headers
 from ..config.trace import SequentialOrder, TraceReplay
 from ..pacing.pacer import ItemOrder, arrival_offsets_ns
 from ..pacing.runner import Plan
@@ -109,9 +109,7 @@ def build_plan(scenario: Scenario, items: list[Item], trace: TraceReplay | None 
 
 def build_judge_settings(judge_cfg: JudgeConfig, base_url: str, secret: str | None) -> JudgeSettings:
     """The judge's client settings; a simulated judge without pricing uses its profile's prices."""
-    headers = {"Content-Type": "application/json", **judge_cfg.headers}
-    if secret:
-        headers["Authorization"] = f"Bearer {secret}"
+    headers = request_headers(judge_cfg.headers, secret)
     pricing = judge_cfg.pricing
     if judge_cfg.sim is not None and pricing.input_per_mtok == 0 and pricing.output_per_mtok == 0:
         prof = PROFILES[judge_cfg.sim]

@@ -289,22 +289,17 @@ class Service(SubmissionChecks, ServiceViews):
         self._wake.set()
 
     def _check_baselines(self, scenario: str, run_dir: Path, summary: dict[str, Any]) -> dict[str, Any] | None:
-        from ..pacing.results_log import iter_results
-        from ..stats.regression import compare_runs
+        from ..stats.regression import compare_run_dirs
 
         baselines = {b["candidate"]: b["run_id"] for b in self.history.baselines(scenario)}
         if not baselines:
             return None
         result: dict[str, Any] = {"candidates": {}, "regressed": []}
-        new_records = [r for _, r, _ in iter_results(run_dir / "results.jsonl") if r is not None]
         for candidate, base_id in baselines.items():
             base_row = self.history.get_run(base_id)
             if candidate not in summary.get("candidates", {}) or not base_row or not base_row.get("run_dir"):
                 continue
-            base_dir = Path(base_row["run_dir"])
-            base_summary = read_json(base_dir / "summary.json")
-            base_records = [r for _, r, _ in iter_results(base_dir / "results.jsonl") if r is not None]
-            cmp = compare_runs(base_summary, summary, base_records, new_records, candidates={candidate: candidate})
+            cmp = compare_run_dirs(Path(base_row["run_dir"]), run_dir, summary, candidates={candidate: candidate})
             if candidate in cmp["candidates"]:
                 c = cmp["candidates"][candidate]
                 result["candidates"][candidate] = {"baseline_run": base_id, **c}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -212,3 +213,14 @@ def comparison_lines(result: dict[str, Any]) -> list[str]:
     if not result["candidates"]:
         lines.append("  no candidate in common")
     return lines
+
+
+def compare_run_dirs(base_dir: Path, new_dir: Path, new_summary: dict[str, Any],
+                     candidates: dict[str, str] | None = None) -> dict[str, Any]:
+    """compare_runs over two run directories (the baseline's summary and both results logs)."""
+    from ..config.files import read_json
+    from ..pacing.results_log import iter_results
+
+    base_summary = read_json(base_dir / "summary.json")
+    return compare_runs(base_summary, new_summary, (r for _, r, _ in iter_results(base_dir / "results.jsonl") if r),
+                        (r for _, r, _ in iter_results(new_dir / "results.jsonl") if r), candidates=candidates)
