@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..stats.decision import slo_verdict
+
 EXIT_OK = 0
 EXIT_SLO_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -11,11 +13,6 @@ EXIT_INVALID_RUN = 3
 EXIT_REGRESSED = 4
 EXIT_INCONCLUSIVE = 5
 EXIT_INTERRUPTED = 130
-
-
-def slo_verdict(slo: dict[str, Any]) -> str:
-    """A candidate's three-valued SLO verdict (summaries written before verdicts: from `ok`)."""
-    return slo.get("verdict") or ("pass" if slo.get("ok") else "fail")
 
 
 def exit_code(summary: dict[str, Any], fail_on: str = "any") -> int:

@@ -24,6 +24,7 @@ from ..stats.confidence import (
     percentile_verdict,
     trend,
 )
+from ..stats.decision import slo_verdict
 from ..stats.slo import overall_verdict, record_value_ns
 from ..views.progress import ProgressView
 from .execute import MetricsOptions, execute
@@ -127,7 +128,7 @@ def step_verdict(summary: dict[str, Any], name: str) -> tuple[str, list[str]]:
         if c.get("error_ratio") and c["error_ratio"] > 0.05:
             return FAIL, [f"error ratio {c['error_ratio']:.1%} (no SLO set: more than 5% errors counts as failing)"]
         return PASS, []
-    verdict = slo.get("verdict") or (PASS if slo.get("ok") else FAIL)
+    verdict = slo_verdict(slo)
     reasons = [f"SLO: {r['clause']} {r['verdict']} (measured {r.get('measured')!s:.8}, n={r.get('n')})"
                for r in slo["clauses"] if r.get("verdict") in (FAIL, INCONCLUSIVE)]
     return verdict, reasons

@@ -18,6 +18,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from ..config.errors import ConfigError
 from .common import _ID, ARTIFACTS, FINAL, OPENAPI_PATH, SESSION_COOKIE, ApiError, ServiceConfig
 from .history import ACTIVE
+from .policy import split_host
 from .runs import Service
 
 SERVICE: web.AppKey[Service] = web.AppKey("service", Service)
@@ -30,7 +31,7 @@ def _host_guard(service: Service) -> Any:
     @web.middleware
     async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
         host = (request.headers.get("Host") or "").lower()
-        name = host[1:].partition("]")[0] if host.startswith("[") else host.rpartition(":")[0] if ":" in host else host
+        name = split_host(host)[0]
         if name not in allowed:
             return web.json_response({"error": f"Host {host!r} is not this service (allowed: loopback, the bind address, "
                                                "--allow-host-header)"}, status=421)

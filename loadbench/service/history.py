@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from ..stats.decision import slo_verdict
+
 # Each entry moves the schema one version forward; never edit one that has shipped.
 MIGRATIONS: list[str] = [
     """
@@ -203,8 +205,7 @@ def compact_summary(summary: dict[str, Any]) -> dict[str, Any]:
     for name, c in (summary.get("candidates") or {}).items():
         out["candidates"][name] = {
             "slo_ok": (c.get("slo") or {}).get("ok"),  # point estimate (compatibility)
-            "slo_verdict": ((c.get("slo") or {}).get("verdict") or
-                            (None if c.get("slo") is None else "pass" if c["slo"].get("ok") else "fail")),
+            "slo_verdict": None if c.get("slo") is None else slo_verdict(c["slo"]),
             "accuracy": (c.get("accuracy") or {}).get("value"),
             "latency_p95_s": (c.get("latency_s") or {}).get("p95"),
             "goodput_rps": (c.get("goodput") or {}).get("rps"),

@@ -70,13 +70,13 @@ def host_allowed(url: str, allowed: tuple[str, ...]) -> bool:
     if not host or port == -1:
         return False
     for entry in allowed:
-        e_host, e_port = _split_entry(entry)
+        e_host, e_port = split_host(entry)
         if e_host == host and (not e_port or e_port == str(port)):
             return True
     return False
 
 
-def _split_entry(entry: str) -> tuple[str, str]:
+def split_host(entry: str) -> tuple[str, str]:
     """'host', 'host:port', '[v6]:port' or a bare IPv6 address -> (host, port or '')."""
     entry = entry.strip().lower()
     if entry.startswith("["):

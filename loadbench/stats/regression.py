@@ -12,6 +12,7 @@ import numpy as np
 
 from ..pacing.records import OK, RequestResult
 from ..scoring.scores import FAIL, PASS
+from .decision import slo_verdict
 from .proportions import paired_difference, wilson
 
 
@@ -148,16 +149,12 @@ def compare_candidate(base_c: dict[str, Any], new_c: dict[str, Any], acc: dict[s
                                       "ratio_ci_low": low, "regressed": cost > tol.cost_ratio and (low is None or low > 1.0)}
     slo_b, slo_n = base_c.get("slo"), new_c.get("slo")
     if slo_b is not None and slo_n is not None:
-        vb, vn = _slo_verdict(slo_b), _slo_verdict(slo_n)
+        vb, vn = slo_verdict(slo_b), slo_verdict(slo_n)
         # Only a decided fail after a decided pass is a regression; an inconclusive new run is
         # reported as such (it neither clears nor condemns the change).
         checks["slo"] = {"base": vb, "new": vn, "regressed": vb == "pass" and vn == "fail",
                          "inconclusive": vn == "inconclusive"}
     return {"checks": checks, "regressed": sorted(k for k, v in checks.items() if v["regressed"])}
-
-
-def _slo_verdict(slo: dict[str, Any]) -> str:
-    return slo.get("verdict") or ("pass" if slo.get("ok") else "fail")
 
 
 def compare_runs(base_summary: dict[str, Any], new_summary: dict[str, Any], base_records: Iterable[RequestResult],

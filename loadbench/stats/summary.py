@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from ..config.slo_clauses import parse_clauses
@@ -192,10 +193,9 @@ class LiveVerdicts:
             c["goodput"] = {"good": q.good, "attempted": q.attempted, "fraction": (q.good / q.attempted) if q.attempted else None}
             sessions = self.quality.sessions if self.quality is not None else None
             if sessions is not None:
-                try:
+                # the scoring thread may grow a dict while we read it: then the next look sees it
+                with contextlib.suppress(RuntimeError):
                     c["sessions"] = sessions.candidate_summary(name, None)
-                except RuntimeError:  # the scoring thread grew a dict while we read it: next look
-                    pass
         return c
 
     def evaluate(self, name: str, confidence: float = CONFIDENCE) -> dict[str, Any]:

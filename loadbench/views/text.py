@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..stats.decision import slo_verdict
+
 MIN_N_FOR = {"p50": 20, "p90": 100, "p95": 200, "p99": 1000, "p999": 10000}
 
 
@@ -272,7 +274,7 @@ def verdict_lines(summary: dict[str, Any]) -> str:
 
 
 def _verdict_text(s: dict[str, Any]) -> str:
-    verdict = s.get("verdict") or ("pass" if s.get("ok") else "fail")
+    verdict = slo_verdict(s)
     conf = s.get("confidence") or 0.95
     if verdict == "pass":
         return f"meets every SLO clause ({100 * conf:.4g}% confidence)"
