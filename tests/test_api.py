@@ -11,8 +11,8 @@ import loadbench
 
 
 def test_the_public_surface_is_curated():
-    assert set(loadbench.__all__) == {"ConfigError", "RunResult", "Scenario", "Score", "__version__", "run", "run_async",
-                                      "scorer", "sweep"}
+    assert set(loadbench.__all__) == {"ConfigError", "RunResult", "Scenario", "Score", "ScorerParams", "__version__", "run",
+                                      "run_async", "scorer", "sweep"}
     for name in loadbench.__all__:
         assert getattr(loadbench, name) is not None
     from importlib import metadata
@@ -55,6 +55,29 @@ def test_run_with_an_async_scorer_registered_by_decorator(tmp_path):
     assert result.summary["candidates"]["a"]["accuracy"]["n"] == stats["pass"] + stats["fail"]
     # what the CLI sets for a run is restored for the caller
     assert sys.getswitchinterval() == switch and asyncio.get_event_loop_policy() is policy
+
+
+def test_a_scorer_with_a_params_model_is_validated_when_the_scenario_loads(tmp_path):
+    class NeedleParams(loadbench.ScorerParams):
+        needle: str
+        min_count: int = 1
+
+    @loadbench.scorer("needle_count", params=NeedleParams)
+    def needle_count(item, response, *, needle, min_count, name, extract):
+        return response.text.lower().count(needle) >= min_count
+
+    result = loadbench.run(write_scenario(tmp_path, "needle_count"), out=tmp_path / "runs")
+    stats = result.summary["candidates"]["a"]["scorers"]["needle_count"]
+    assert stats["pass"] + stats["fail"] == 40
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    scenario = write_scenario(bad, "needle_count")
+    data = bad / "d.jsonl"
+    data.write_text(data.read_text().replace('"needle"', '"neadle"'))
+    with pytest.raises(loadbench.ConfigError) as err:
+        loadbench.run(scenario, out=bad / "runs")
+    message = str(err.value)
+    assert "d.jsonl" in message and "needle" in message  # the file, and the field the model missed
 
 
 def test_run_takes_a_scenario_object_and_overrides(tmp_path):

@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 
 from ..config.dataset import Item
 from .basic import SpecBase
+from .catalog import scorer
 from .scores import ResponseView, Score, failed, passed
 
 
@@ -180,19 +181,22 @@ def loose_variants(text: str) -> list[str]:
     return [v for base in variants for v in (base, base.replace("*", ""))]
 
 
-def score_instructions(spec: InstructionsSpec, item: Item, view: ResponseView) -> Score:
-    text = view.text
-    variants = loose_variants(text) if spec.mode == "loose" else [text]
+@scorer("instructions", params=InstructionsSpec, builtin=True)
+def score_instructions(item: Item, response: ResponseView, *, name: str, extract: dict[str, Any],
+                       instructions: list[dict[str, Any]], instruction_id_list: list[str] | None,
+                       kwargs: list[dict[str, Any] | None] | None, mode: str) -> Score:
+    text = response.text
+    variants = loose_variants(text) if mode == "loose" else [text]
     failed_ids = []
-    for ins in spec.instructions:
+    for ins in instructions:
         fn, _ = CHECKS[ins["id"]]
         ok = bool(text.strip()) and any(v.strip() and fn(v, ins) for v in variants)
         if not ok:
             failed_ids.append(ins["id"])
-    followed = len(spec.instructions) - len(failed_ids)
-    value = followed / len(spec.instructions)
-    meta = {"followed": followed, "total": len(spec.instructions), "mode": spec.mode}
+    followed = len(instructions) - len(failed_ids)
+    value = followed / len(instructions)
+    meta = {"followed": followed, "total": len(instructions), "mode": mode}
     if failed_ids:
         classes = [f"instructions.{i}" for i in failed_ids]
-        return failed("instructions", spec.label, classes[0], None, value=value, classes=classes, metadata=meta)
-    return passed("instructions", spec.label, value=1.0, metadata=meta)
+        return failed("instructions", name, classes[0], None, value=value, classes=classes, metadata=meta)
+    return passed("instructions", name, value=1.0, metadata=meta)

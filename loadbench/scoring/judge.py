@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 from ..config.dataset import Item
 from ..config.tokens import cost_usd
 from .basic import SpecBase
+from .catalog import scorer
 from .scores import ResponseView, Score, failed, passed, unscored
 
 QA_TEMPLATE = """You are grading a response to a task against a reference answer.
@@ -104,8 +105,6 @@ class JudgeSpec(SpecBase):
                 self.verdicts = {"C": 1.0, "I": 0.0}
         return self
 
-    def verdict_map(self) -> dict[str, float]:
-        return self.verdicts or VERDICTS[self.template]
 
 
 _ZERO_WIDTH = re.compile(r"[\u200b-\u200f\u2060-\u2064\ufeff]")
@@ -121,17 +120,21 @@ def neutralize(text: str) -> str:
     return text
 
 
-def render_prompt(spec: JudgeSpec, item: Item, view: ResponseView) -> str:
+def verdict_map(template: str, verdicts: dict[str, float] | None) -> dict[str, float]:
+    return verdicts or VERDICTS[template]
+
+
+def render_prompt(item: Item, view: ResponseView, *, template: str = "qa", prompt: str | None = None,
+                  criterion: str = "") -> str:
     target = item.target
     target_text = "; or ".join(target) if isinstance(target, list) else (target or "(none given)")
     values = {
         "input": neutralize(item.prompt_text()),
         "target": neutralize(target_text),
-        "criterion": neutralize(spec.criterion or "(none)"),
+        "criterion": neutralize(criterion or "(none)"),
         "output": neutralize(view.text) if view.text else "(empty response)",
     }
-    template = spec.prompt if spec.prompt is not None else TEMPLATES[spec.template]
-    out = template
+    out = prompt if prompt is not None else TEMPLATES[template]
     for key, value in values.items():
         out = out.replace("{" + key + "}", value)
     return out
@@ -220,22 +223,24 @@ class JudgeClient:
         return text, cost
 
 
-async def score_judge(spec: JudgeSpec, item: Item, view: ResponseView, client: JudgeClient | None) -> Score:
-    name = spec.label
-    if client is None:
+@scorer("judge", params=JudgeSpec, builtin=True)
+async def score_judge(item: Item, response: ResponseView, *, name: str, extract: dict[str, Any], template: str,
+                      prompt: str | None, criterion: str, verdicts: dict[str, float] | None, threshold: float,
+                      judge_client: JudgeClient | None) -> Score:
+    if judge_client is None:
         return unscored("judge", name, "judge.not_configured", "the scenario has no judge: section")
-    prompt = render_prompt(spec, item, view)
+    rendered = render_prompt(item, response, template=template, prompt=prompt, criterion=criterion)
     try:
-        text, cost = await client.complete(prompt)
+        text, cost = await judge_client.complete(rendered)
     except RuntimeError as exc:
         return unscored("judge", name, "judge.request_error", str(exc))
-    allowed = spec.verdict_map()
+    allowed = verdict_map(template, verdicts)
     letter = parse_verdict(text, allowed)
     if letter is None:
         return unscored("judge", name, "judge.parse_failure", text[-300:], cost_usd=cost)
     value = allowed[letter]
     meta = {"verdict": letter}
-    if value >= spec.threshold:
+    if value >= threshold:
         return passed("judge", name, value=value, answer=letter, explanation=text[-500:], cost_usd=cost, metadata=meta)
     return failed("judge", name, "judge.verdict_fail", letter, value=value, explanation=text[-500:], cost_usd=cost,
                   metadata=meta)

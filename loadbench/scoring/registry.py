@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import importlib
 import inspect
 from collections.abc import Callable
@@ -16,56 +17,24 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ..config.dataset import Item
 from ..config.errors import Problem, format_loc
 from ..pacing.records import OK, RequestResult
-from .basic import (
-    CanarySpec,
-    ChoiceSpec,
-    CostSpec,
-    FinishReasonSpec,
-    LatencySpec,
-    MatchSpec,
-    NumericSpec,
-    RefusalSpec,
-    SpecBase,
-    score_canary,
-    score_choice,
-    score_cost,
-    score_finish_reason,
-    score_latency,
-    score_match,
-    score_numeric,
-    score_refusal,
-)
-from .instructions import InstructionsSpec, score_instructions
-from .judge import JudgeClient, JudgeSpec, score_judge
+from . import instructions, structured, tools  # noqa: F401  (each registers its built-in scorers)
+from .basic import SpecBase
+from .catalog import CATALOG, ScorerEntry
+from .catalog import scorer as _register
+from .judge import JudgeClient
 from .scores import FAIL, PASS, SKIPPED, ResponseView, Score, build_view, item_verdict, unscored
-from .structured import JsonSpec, score_json
-from .tools import ToolCallSpec, TrajectorySpec, score_tool_call, score_trajectory
 
 
 class CustomSpec(SpecBase):
+    """A scorer named by `module:function` in the scenario (the function need not be registered)."""
+
     type: str = "custom"
     function: str
     params: dict[str, Any] = {}
 
 
-SyncScorer = Callable[[Any, Item, ResponseView], Score]
-
-SCORERS: dict[str, tuple[type[SpecBase], SyncScorer | None]] = {
-    "match": (MatchSpec, score_match),
-    "numeric": (NumericSpec, score_numeric),
-    "choice": (ChoiceSpec, score_choice),
-    "json": (JsonSpec, score_json),
-    "tool_call": (ToolCallSpec, score_tool_call),
-    "trajectory": (TrajectorySpec, score_trajectory),
-    "refusal": (RefusalSpec, score_refusal),
-    "canary": (CanarySpec, score_canary),
-    "instructions": (InstructionsSpec, score_instructions),
-    "finish_reason": (FinishReasonSpec, score_finish_reason),
-    "latency": (LatencySpec, score_latency),
-    "cost": (CostSpec, score_cost),
-    "judge": (JudgeSpec, None),  # asynchronous: needs the judge client
-    "custom": (CustomSpec, None),
-}
+# The scenario-facing names: the built-ins (and `custom`), in the order the docs list them.
+SCORERS: tuple[str, ...] = (*(name for name, entry in CATALOG.items() if entry.builtin), "custom")
 
 # promptfoo assertion names -> (loadbench type, fields to set, where promptfoo's `value` goes)
 ALIASES: dict[str, tuple[str, dict[str, Any], str | None]] = {
@@ -94,39 +63,31 @@ ALIASES: dict[str, tuple[str, dict[str, Any], str | None]] = {
 
 @dataclass(slots=True)
 class CompiledSpec:
-    spec: Any
+    """One scorer of one item, ready to call: its validated spec and its function with the params bound."""
+
+    spec: Any  # the validated entry: type, label, gating
+    call: Callable[..., Any]  # call(item, response) -> Score | bool | number; judges also take judge_client=
+    is_async: bool = False
+    needs_judge: bool = False
     negate: bool = False  # promptfoo `not-` on a scorer without its own negation
-    custom: Callable[..., Any] | None = None
-    legacy: bool = False  # a module:function scorer with the old (item, view, params) signature
-
-    @property
-    def is_async(self) -> bool:
-        return self.custom is not None and inspect.iscoroutinefunction(self.custom)
+    threshold: float = 1.0  # a number answer passes at or above this
 
 
-# Scorers registered from Python with @loadbench.scorer("name"): fn(item, response, **params)
-# returning a Score, a bool or a number in [0, 1]; sync or async.  Usable as {type: name}.
-REGISTERED: dict[str, Callable[..., Any]] = {}
+def scorer(name: str, *, params: type[BaseModel] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a scorer: fn(item, response, **params) -> Score | bool | number, sync or async.
 
-
-def scorer(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a scorer under `name` (a scenario then names it as `{type: name, ...params}`)."""
-    if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
-        raise ValueError(f"a scorer name is letters, digits, '-' and '_', got {name!r}")
-    if name in SCORERS or name in ALIASES:
+    A scenario then names it as `{type: name, ...params}`.  With `params` (a subclass of
+    `loadbench.ScorerParams`), the fields are validated when the scenario loads.
+    """
+    if name in ALIASES or name == "custom":
         raise ValueError(f"{name!r} is a built-in scorer; pick another name")
-
-    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-        if not callable(fn):
-            raise TypeError("@scorer decorates a function")
-        REGISTERED[name] = fn
-        return fn
-
-    return register
+    if params is not None and not (isinstance(params, type) and issubclass(params, SpecBase)):
+        raise TypeError("params must be a subclass of loadbench.ScorerParams")
+    return _register(name, params=params)
 
 
 class RegisteredSpec(SpecBase):
-    """The spec of a registered scorer: the common fields, everything else goes to it as params."""
+    """The spec of a scorer registered without a params model: everything else goes to it as params."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -142,6 +103,13 @@ def _legacy_signature(fn: Callable[..., Any]) -> bool:
     except (TypeError, ValueError):
         return True
     return len(params) == 3 and all(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+
+
+def _legacy_adapter(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def call(item: Item, response: ResponseView, **params: Any) -> Any:
+        return fn(item, response, params)
+
+    return call
 
 
 def _from_alias(raw: dict[str, Any]) -> tuple[dict[str, Any], bool]:
@@ -177,27 +145,9 @@ def _from_alias(raw: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     return raw, negate
 
 
-def compile_spec(raw: dict[str, Any] | str) -> CompiledSpec:
-    """Validate one scorer spec.  Raises ValueError with a readable message."""
-    if isinstance(raw, str):
-        raw = {"type": raw}
-    if not isinstance(raw, dict) or "type" not in raw:
-        raise ValueError("a scorer needs a type")
-    data, negate = _from_alias(raw)
-    kind = data["type"]
-    if kind in REGISTERED and kind not in SCORERS:
-        try:
-            spec = RegisteredSpec.model_validate(data)
-        except ValidationError as err:
-            raise ValueError(f"{kind}: {err.errors()[0]['msg']}") from None
-        return CompiledSpec(spec, negate, REGISTERED[kind])
-    if kind not in SCORERS:
-        known = list(SCORERS) + list(ALIASES)
-        close = difflib.get_close_matches(kind, known, n=1)
-        raise ValueError(f"unknown scorer {kind!r}" + (f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(SCORERS)}"))
-    model, _ = SCORERS[kind]
+def _validate(model: type[BaseModel], data: dict[str, Any], kind: str) -> Any:
     try:
-        spec = model.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as err:
         e = err.errors()[0]
         where = format_loc(tuple(e["loc"]))
@@ -206,10 +156,40 @@ def compile_spec(raw: dict[str, Any] | str) -> CompiledSpec:
             close = difflib.get_close_matches(str(e["loc"][-1]), list(model.model_fields), n=1)
             msg = "unknown field" + (f" (did you mean {close[0]!r}?)" if close else "")
         raise ValueError(f"{kind}: {where + ': ' if where else ''}{msg}") from None
-    custom = None
+
+
+def _entry_for(kind: str, data: dict[str, Any]) -> tuple[ScorerEntry, Any, dict[str, Any]]:
+    """The catalog entry of a scorer spec, the validated spec and the params its function is called with."""
     if kind == "custom":
-        custom = load_callable(spec.function)
-    return CompiledSpec(spec, negate, custom, legacy=custom is not None and _legacy_signature(custom))
+        spec = _validate(CustomSpec, data, kind)
+        fn = load_callable(spec.function)
+        call = _legacy_adapter(fn) if _legacy_signature(fn) else fn
+        # The adapter of an async legacy scorer returns its coroutine: still awaited as async.
+        entry = ScorerEntry("custom", call, None, False, inspect.iscoroutinefunction(fn), False)
+        return entry, spec, dict(spec.params)
+    entry = CATALOG.get(kind)
+    if entry is None:
+        known = [*SCORERS, *(n for n in CATALOG if n not in SCORERS), *ALIASES]
+        close = difflib.get_close_matches(kind, known, n=1)
+        raise ValueError(f"unknown scorer {kind!r}" + (f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(SCORERS)}"))
+    if entry.params is None:
+        spec = _validate(RegisteredSpec, data, kind)
+        return entry, spec, spec.params
+    spec = _validate(entry.params, data, kind)
+    return entry, spec, spec.scorer_params()
+
+
+def compile_spec(raw: dict[str, Any] | str) -> CompiledSpec:
+    """Validate one scorer spec and bind its params.  Raises ValueError with a readable message."""
+    if isinstance(raw, str):
+        raw = {"type": raw}
+    if not isinstance(raw, dict) or "type" not in raw:
+        raise ValueError("a scorer needs a type")
+    data, negate = _from_alias(raw)
+    entry, spec, params = _entry_for(data["type"], data)
+    threshold = params.get("threshold", 1.0)
+    return CompiledSpec(spec, functools.partial(entry.fn, **params), entry.is_async, entry.needs_judge, negate,
+                        float(threshold) if isinstance(threshold, (int, float)) else 1.0)
 
 
 def load_callable(ref: str) -> Callable[..., Any]:
@@ -305,78 +285,57 @@ def _negated(score: Score) -> Score:
     return score
 
 
-def _custom_params(c: CompiledSpec) -> dict[str, Any]:
-    return c.spec.params if isinstance(c.spec, RegisteredSpec) else dict(c.spec.params)
-
-
 def _as_score(c: CompiledSpec, out: Any) -> Score:
-    """A custom scorer's answer as a Score: a Score as it is, a bool, or a number (pass at >= threshold)."""
-    spec = c.spec
-    name, kind = spec.label, spec.type
-    params = _custom_params(c)
+    """A scorer's answer as a Score: a Score as it is, a bool, or a number (pass at >= threshold)."""
     if isinstance(out, Score):
         return out
+    spec = c.spec
+    name, kind = spec.label, spec.type
     if isinstance(out, bool):
         return Score(kind, name, PASS if out else FAIL, 1.0 if out else 0.0, None if out else f"{kind}.fail",
                      [] if out else [f"{kind}.fail"], gating=spec.gating)
     if isinstance(out, (int, float)):
-        ok = float(out) >= 1.0 or (0.0 <= float(out) <= 1.0 and float(out) >= float(params.get("threshold", 1.0)))
+        ok = float(out) >= 1.0 or (0.0 <= float(out) <= 1.0 and float(out) >= c.threshold)
         return Score(kind, name, PASS if ok else FAIL, float(out), None if ok else f"{kind}.below_threshold",
                      [] if ok else [f"{kind}.below_threshold"], gating=spec.gating)
-    return unscored(kind, name, "scorer.bad_return", f"custom scorer returned {type(out).__name__}")
+    return unscored(kind, name, "scorer.bad_return", f"scorer returned {type(out).__name__}")
 
 
-def _run_custom(c: CompiledSpec, item: Item, view: ResponseView) -> Score:
-    try:
-        if c.legacy:
-            out = c.custom(item, view, _custom_params(c))  # type: ignore[misc]
-        else:
-            out = c.custom(item, view, **_custom_params(c))  # type: ignore[misc]
-    except Exception as exc:  # a user's scorer failing is the scorer's problem, not the candidate's
-        return unscored(c.spec.type, c.spec.label, "scorer.exception", f"{type(exc).__name__}: {exc}")
-    return _as_score(c, out)
+def _failed_scorer(c: CompiledSpec, exc: Exception) -> Score:
+    # A scorer raising is the scorer's problem, not the candidate's: unscored, with the reason.
+    return unscored(c.spec.type, c.spec.label, "scorer.exception", f"{type(exc).__name__}: {exc}")
 
 
-async def _run_custom_async(c: CompiledSpec, item: Item, view: ResponseView) -> Score:
-    try:
-        out = await c.custom(item, view, **_custom_params(c))  # type: ignore[misc]
-    except Exception as exc:
-        return unscored(c.spec.type, c.spec.label, "scorer.exception", f"{type(exc).__name__}: {exc}")
-    return _as_score(c, out)
+def _settle(c: CompiledSpec, score: Score) -> Score:
+    score.gating = c.spec.gating
+    return _negated(score) if c.negate else score
 
 
 def score_sync(specs: list[CompiledSpec], item: Item, view: ResponseView) -> tuple[list[Score], list[CompiledSpec]]:
-    """Run every synchronous scorer; return the scores and the specs still to run (judges)."""
+    """Run every synchronous scorer; return the scores and the specs still to run (async ones)."""
     scores: list[Score] = []
     pending: list[CompiledSpec] = []
     for c in specs:
-        kind = c.spec.type
-        if kind == "judge" or c.is_async:
+        if c.is_async:
             pending.append(c)
             continue
-        if c.custom is not None:
-            score = _run_custom(c, item, view)
-        else:
-            fn = SCORERS[kind][1]
-            assert fn is not None
-            try:
-                score = fn(c.spec, item, view)
-            except Exception as exc:
-                score = unscored(kind, c.spec.label, "scorer.exception", f"{type(exc).__name__}: {exc}")
-        score.gating = c.spec.gating
-        scores.append(_negated(score) if c.negate else score)
+        try:
+            score = _as_score(c, c.call(item, view))
+        except Exception as exc:
+            score = _failed_scorer(c, exc)
+        scores.append(_settle(c, score))
     return scores, pending
 
 
 async def score_async(pending: list[CompiledSpec], item: Item, view: ResponseView, judge: JudgeClient | None) -> list[Score]:
     out = []
     for c in pending:
-        if c.is_async:
-            score = await _run_custom_async(c, item, view)
-        else:
-            score = await score_judge(c.spec, item, view, judge)
-        score.gating = c.spec.gating
-        out.append(_negated(score) if c.negate else score)
+        try:
+            answer = await (c.call(item, view, judge_client=judge) if c.needs_judge else c.call(item, view))
+            score = _as_score(c, answer)
+        except Exception as exc:
+            score = _failed_scorer(c, exc)
+        out.append(_settle(c, score))
     return out
 
 
@@ -398,9 +357,8 @@ def needs_scoring(r: RequestResult) -> bool:
 
 __all__ = [
     "ALIASES",
-    "REGISTERED",
+    "CATALOG",
     "SCORERS",
-    "BaseModel",
     "CompiledSpec",
     "RegisteredSpec",
     "build_view",

@@ -12,6 +12,7 @@ from pydantic import Field, field_validator
 
 from ..config.dataset import Item
 from .basic import SpecBase
+from .catalog import scorer
 from .scores import ResponseView, Score, failed, passed, unfence, unscored
 
 
@@ -205,10 +206,13 @@ def _validator(schema: dict[str, Any], format_check: bool) -> Draft202012Validat
     return hit[1]
 
 
-def score_json(spec: JsonSpec, item: Item, view: ResponseView) -> Score:
-    name = spec.label
+@scorer("json", params=JsonSpec, builtin=True)
+def score_json(item: Item, response: ResponseView, *, name: str, extract: dict[str, Any], parse: str | None,
+               schema: dict[str, Any] | None, expected: Any, match: str, format_check: bool, number_tol: float,
+               ignore_paths: list[str]) -> Score:
+    view = response
     rf = item.request.response_format
-    mode = spec.parse or ("strict" if rf else "unfence")
+    mode = parse or ("strict" if rf else "unfence")
     if view.finish_reason == "length":
         return failed("json", name, "json.truncated", view.text[:200], explanation="finish_reason=length (max_tokens hit)")
     if view.finish_reason == "content_filter":
@@ -218,11 +222,12 @@ def score_json(spec: JsonSpec, item: Item, view: ResponseView) -> Score:
     value, error, message, flags = parse_json_response(view.text, mode)
     if error:
         return failed("json", name, error, view.text[:200], explanation=message)
-    schema = spec.schema_ if spec.schema_ is not None else schema_from_item(item)
+    if schema is None:
+        schema = schema_from_item(item)
     meta: dict[str, Any] = dict(flags)
     if schema is not None:
         try:
-            validator = _validator(schema, spec.format_check)
+            validator = _validator(schema, format_check)
             errors = list(validator.iter_errors(value))
         except SchemaError as exc:
             return unscored("json", name, "evalset.invalid_schema", exc.message)
@@ -235,9 +240,9 @@ def score_json(spec: JsonSpec, item: Item, view: ResponseView) -> Score:
                                   for e in errors[:10]]
             return failed("json", name, first, json.dumps(value)[:200], classes=[first, *classes],
                           explanation=primary.message[:300], metadata=meta)
-    if spec.expected is not None:
-        correct, total, wrong = field_accuracy(spec.expected, value, subset=spec.match == "subset",
-                                               tol=spec.number_tol, ignore=set(spec.ignore_paths))
+    if expected is not None:
+        correct, total, wrong = field_accuracy(expected, value, subset=match == "subset",
+                                               tol=number_tol, ignore=set(ignore_paths))
         meta["field_accuracy"] = (correct / total) if total else 1.0
         if wrong:
             meta["wrong_fields"] = wrong[:20]

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from ..config.dataset import Item
 from .basic import SpecBase
+from .catalog import scorer
 from .scores import ResponseView, Score, ToolCall, failed, passed, unscored
 
 
@@ -61,14 +62,14 @@ def _type_ok(value: Any, accepted: list[Any], int_as_float: bool) -> bool:
     return False
 
 
-def _value_ok(value: Any, accepted: list[Any], spec: ToolCallSpec) -> bool:
+def _value_ok(value: Any, accepted: list[Any], string_norm: str) -> bool:
     for a in accepted:
         if a == "" and value == "":
             return True
         if a == "":
             continue
         if isinstance(a, str) and isinstance(value, str):
-            if _norm_str(a, spec.string_norm) == _norm_str(value, spec.string_norm):
+            if _norm_str(a, string_norm) == _norm_str(value, string_norm):
                 return True
         elif isinstance(a, bool) or isinstance(value, bool):
             if a is value:
@@ -77,14 +78,14 @@ def _value_ok(value: Any, accepted: list[Any], spec: ToolCallSpec) -> bool:
             if float(a) == float(value):
                 return True
         elif isinstance(a, list) and isinstance(value, list):
-            if len(a) == len(value) and all(_value_ok(v, [x], spec) for x, v in zip(a, value)):
+            if len(a) == len(value) and all(_value_ok(v, [x], string_norm) for x, v in zip(a, value)):
                 return True
         elif a == value:
             return True
     return False
 
 
-def check_call(expected: Expected, call: ToolCall, spec: ToolCallSpec) -> str | None:
+def check_call(expected: Expected, call: ToolCall, string_norm: str, int_as_float: bool) -> str | None:
     """The first error class of one actual call against one expected call, or None."""
     name, params = expected
     if call.name != name:
@@ -99,10 +100,10 @@ def check_call(expected: Expected, call: ToolCall, spec: ToolCallSpec) -> str | 
         if param not in params:
             return "tool.unexpected_param"
     for param, value in args.items():
-        if not _type_ok(value, params[param], spec.int_as_float) and not (value == "" and "" in params[param]):
+        if not _type_ok(value, params[param], int_as_float) and not (value == "" and "" in params[param]):
             return "tool.type_error"
     for param, value in args.items():
-        if not _value_ok(value, params[param], spec):
+        if not _value_ok(value, params[param], string_norm):
             return "tool.value_error"
     return None
 
@@ -129,11 +130,17 @@ def _max_matching(n_exp: int, n_act: int, ok: list[list[bool]]) -> list[int]:
     return match_exp
 
 
+# From most to least specific: what an unmatched expected call is blamed on.
+_SPECIFIC = ("tool.value_error", "tool.type_error", "tool.unexpected_param", "tool.missing_required",
+             "tool.args_not_json", "tool.wrong_name")
+
 _CALL_IN_TEXT = re.compile(r'<tool_call>|"name"\s*:\s*"[^"]+"\s*,\s*"(arguments|parameters)"\s*:', re.IGNORECASE)
 
 
-def score_tool_call(spec: ToolCallSpec, item: Item, view: ResponseView) -> Score:
-    name = spec.label
+@scorer("tool_call", params=ToolCallSpec, builtin=True)
+def score_tool_call(item: Item, response: ResponseView, *, name: str, extract: dict[str, Any], order: str,
+                    string_norm: str, int_as_float: bool) -> Score:
+    view = response
     calls = view.tool_calls
     if item.expect_no_tool_call:
         if calls:
@@ -159,10 +166,10 @@ def score_tool_call(spec: ToolCallSpec, item: Item, view: ResponseView) -> Score
     if len(calls) != len(expected):
         return failed("tool_call", name, "tool.wrong_count", answer, metadata=meta,
                       explanation=f"expected {len(expected)} call(s), got {len(calls)}")
-    if spec.order == "exact":
-        errors = [check_call(e, c, spec) for e, c in zip(expected, calls)]
+    if order == "exact":
+        errors = [check_call(e, c, string_norm, int_as_float) for e, c in zip(expected, calls)]
     else:
-        table = [[check_call(e, c, spec) for c in calls] for e in expected]
+        table = [[check_call(e, c, string_norm, int_as_float) for c in calls] for e in expected]
         matching = _max_matching(len(expected), len(calls), [[err is None for err in row] for row in table])
         used = {a for a in matching if a >= 0}
         free = [a for a in range(len(calls)) if a not in used]
@@ -173,9 +180,7 @@ def score_tool_call(spec: ToolCallSpec, item: Item, view: ResponseView) -> Score
             else:
                 # report the most specific problem against the calls nobody matched
                 candidates = [table[e][x] for x in free] or table[e]
-                order = ["tool.value_error", "tool.type_error", "tool.unexpected_param", "tool.missing_required",
-                         "tool.args_not_json", "tool.wrong_name"]
-                errors.append(min(candidates, key=lambda c: order.index(c) if c in order else 99))
+                errors.append(min(candidates, key=lambda c: _SPECIFIC.index(c) if c in _SPECIFIC else 99))
     wrong = [err for err in errors if err]
     total_params = sum(max(len(p), 1) for _, p in expected)
     meta["arg_accuracy"] = 1.0 - (len(wrong) / len(expected)) if expected else 1.0
@@ -206,9 +211,10 @@ def _as_tool_call(call: dict[str, Any]) -> ToolCall:
     return ToolCall(str(call.get("name") or ""), str(args), None, "arguments are not a JSON object")
 
 
-def score_trajectory(spec: TrajectorySpec, item: Item, view: ResponseView) -> Score:
-    name = spec.label
-    traj = view.trajectory
+@scorer("trajectory", params=TrajectorySpec, builtin=True)
+def score_trajectory(item: Item, response: ResponseView, *, name: str, extract: dict[str, Any], order: str,
+                     string_norm: str, int_as_float: bool, allow_extra_calls: bool, max_retries: int | None) -> Score:
+    traj = response.trajectory
     if traj is None:
         return unscored("trajectory", name, "evalset.not_agentic", "the item has no tool_results, so there is no tool loop")
     calls = [_as_tool_call(c) for c in traj.get("calls") or []]
@@ -222,9 +228,8 @@ def score_trajectory(spec: TrajectorySpec, item: Item, view: ResponseView) -> Sc
         expected = normalize_expected(item.expected_tool_calls or [])
     except ValueError as exc:
         return unscored("trajectory", name, "evalset.bad_expected_calls", str(exc))
-    tool_spec = ToolCallSpec(order="any", string_norm=spec.string_norm, int_as_float=spec.int_as_float)
-    table = [[check_call(e, c, tool_spec) for c in calls] for e in expected]
-    if spec.order == "exact":
+    table = [[check_call(e, c, string_norm, int_as_float) for c in calls] for e in expected]
+    if order == "exact":
         # Each expected call must appear after the previous one's match (other calls may sit between).
         match: list[int] = []
         pos = 0
@@ -247,9 +252,9 @@ def score_trajectory(spec: TrajectorySpec, item: Item, view: ResponseView) -> Sc
             errors.append(same_name[0] if same_name else "trajectory.missing_call")
     meta["matched"] = sum(1 for a in match if a >= 0)
     meta["expected"] = len(expected)
-    if not spec.allow_extra_calls and len(calls) > len(expected):
+    if not allow_extra_calls and len(calls) > len(expected):
         errors.append("trajectory.extra_calls")
-    if spec.max_retries is not None and int(traj.get("retries", 0)) > spec.max_retries:
+    if max_retries is not None and int(traj.get("retries", 0)) > max_retries:
         errors.append("trajectory.too_many_retries")
     if errors:
         classes = list(dict.fromkeys(errors))

@@ -147,3 +147,39 @@ def test_resolve_reports_assert_problems_with_dataset_line(tmp_path: Path):
     found = {(p.line, p.field) for p in info.value.problems}
     assert (2, "assert[0]") in found
     assert any(p.field == "scoring.default_assert[0]" for p in info.value.problems)
+
+
+def test_every_built_in_is_a_catalog_entry_with_the_one_signature():
+    """Built-ins, the judge and user scorers share fn(item, response, **params): each built-in's
+    function accepts exactly what its params model hands it, so none is special-cased."""
+    import inspect
+
+    from loadbench.scoring.catalog import CATALOG
+    from loadbench.scoring.registry import SCORERS
+
+    builtins = [name for name, entry in CATALOG.items() if entry.builtin]
+    assert set(builtins) | {"custom"} == set(SCORERS)
+    for name in builtins:
+        entry = CATALOG[name]
+        params = list(inspect.signature(entry.fn).parameters)
+        assert params[:2] == ["item", "response"], name
+        own = {(f.alias or k) for k, f in entry.params.model_fields.items()} - {
+            "type", "name", "gating", "strip", "unfence", "regex", "group", "occurrence", "regex_ignore_case", "json_path"}
+        expected = own | {"name", "extract"} | ({"judge_client"} if entry.needs_judge else set())
+        assert set(params[2:]) == expected, name
+    assert [n for n in builtins if CATALOG[n].needs_judge] == ["judge"]
+
+
+async def test_a_registered_scorer_can_ask_for_the_judge_client():
+    from loadbench.scoring.registry import compile_spec, score_async, scorer
+
+    @scorer("asks_judge")
+    async def asks_judge(item, response, *, judge_client, **params):
+        return judge_client == "the-client" and params == {"level": 2}
+
+    (score,) = await score_async([compile_spec({"type": "asks_judge", "level": 2})], item(target="x"), view("x"), "the-client")
+    assert score.status == "pass"
+    with pytest.raises(ValueError, match="built-in"):
+        scorer("match")
+    with pytest.raises(ValueError, match="built-in"):
+        scorer("contains")
