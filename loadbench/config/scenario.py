@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import ConfigError, Problem, format_loc
 from .faults import FaultSpec
+from .server_metrics import ServerMetrics
 
 
 def _check_url(v: str | None) -> str | None:
@@ -67,6 +68,7 @@ class Candidate(_Strict):
     insecure: bool = False
     # fast: loadbench's lean HTTP/1.1 client (keep-alive, llhttp parser); aiohttp: aiohttp's client
     http_client: Literal["fast", "aiohttp"] = "fast"
+    server_metrics: ServerMetrics | None = None  # the deployment's own /metrics, scraped during the run
 
     @model_validator(mode="after")
     def _endpoint(self) -> Candidate:
@@ -77,6 +79,7 @@ class Candidate(_Strict):
         return self
 
     _url = field_validator("base_url")(classmethod(lambda cls, v: _check_url(v)))
+    _no_scrape = field_validator("server_metrics", mode="before")(classmethod(lambda cls, v: None if v is False else v))
 
     _headers = field_validator("headers")(classmethod(lambda cls, v: _check_headers(v)))
 

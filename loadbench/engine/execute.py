@@ -22,8 +22,10 @@ from prometheus_client import CollectorRegistry
 
 from ..config.errors import ConfigError
 from ..config.files import write_json_atomic
+from ..config.server_metrics import metrics_url
 from ..config.slo_clauses import parse_clauses
 from ..drive.lanes import build_lanes, prewarm_lanes
+from ..drive.scrape import ScrapeTarget, ServerScraper
 from ..pacing.clock import Clock, MonotonicClock
 from ..pacing.records import RequestResult
 from ..pacing.results_log import ResultsLog
@@ -34,6 +36,7 @@ from ..stats.hdr import HlogWriter
 from ..stats.quality import QualityAggregator
 from ..stats.recorder import Recorder
 from ..stats.sequential import look_plan, schedule_bounds
+from ..stats.server import add_server_side
 from ..stats.sessions import session_aggregator
 from ..stats.slo import request_check
 from ..stats.summary import LiveVerdicts, add_verdicts, build_summary, slo_confidence
@@ -96,6 +99,7 @@ class _Outputs:
     registry: CollectorRegistry
     run_state: RunState
     server: MetricsServer | None = None
+    scraper: ServerScraper | None = None  # the deployments' own /metrics, where a candidate names them
 
 
 async def execute(
@@ -118,7 +122,7 @@ async def execute(
         plan = build_plan(resolved.scenario, resolved.items, resolved.trace)
         pooled = workers > 1 or ray_address is not None
         lanes = await _connect(stack, resolved, base_urls, clock, pooled)
-        out = _open(stack, resolved, out_root, plan, base_urls, judge_settings, metrics, quiet, progress)
+        out = _open(stack, resolved, out_root, plan, base_urls, judge_settings, metrics, quiet, progress, clock)
         runner, hand_over = await _make_runner(stack, resolved, plan, lanes, base_urls, out, clock, workers, ray_address)
         view = None if quiet else (progress or ProgressView())
         outcome, cpu = await _drive(resolved, plan, runner, hand_over, lanes, out, clock, view, install_signal_handlers)
@@ -177,7 +181,8 @@ async def _connect(stack: contextlib.AsyncExitStack, resolved: Resolved, base_ur
 
 
 def _open(stack: contextlib.AsyncExitStack, resolved: Resolved, out_root: Path, plan: Plan, base_urls: dict[str, str],
-          judge_settings: Any, metrics: MetricsOptions, quiet: bool, progress: ProgressView | None) -> _Outputs:
+          judge_settings: Any, metrics: MetricsOptions, quiet: bool, progress: ProgressView | None,
+          clock: Clock) -> _Outputs:
     """The run directory, run.json, the results log, histograms, the scoring thread and /metrics."""
     scenario = resolved.scenario
     run_id = new_run_id(scenario.name)
@@ -203,8 +208,22 @@ def _open(stack: contextlib.AsyncExitStack, resolved: Resolved, out_root: Path, 
     )
     out = _Outputs(run_dir, meta, results_log, hlog_file, recorder, quality, worker,
                    CollectorRegistry(auto_describe=False), run_state)
+    out.scraper = _scraper(stack, resolved, base_urls, run_dir, clock)
     _serve_metrics(stack, out, metrics, verbose=not quiet)
     return out
+
+
+def _scraper(stack: contextlib.AsyncExitStack, resolved: Resolved, base_urls: dict[str, str], run_dir: Path,
+             clock: Clock) -> ServerScraper | None:
+    targets = [ScrapeTarget(c.name, metrics_url(c.server_metrics, base_urls[c.name]), c.server_metrics.interval_s,
+                            c.server_metrics.effective_timeout_s, c.server_metrics.max_bytes, c.server_metrics.preset,
+                            verify_tls=not c.insecure)
+               for c in resolved.scenario.candidates if c.server_metrics is not None]
+    if not targets:
+        return None
+    scraper = ServerScraper(targets, run_dir / "server_metrics.jsonl", clock.now_ns)
+    stack.callback(scraper.close)
+    return scraper
 
 
 def _serve_metrics(stack: contextlib.AsyncExitStack, out: _Outputs, metrics: MetricsOptions, verbose: bool) -> None:
@@ -301,10 +320,14 @@ async def _drive(resolved: Resolved, plan: Plan, runner: Any, hand_over: Callabl
     tick = loop.create_task(ticker.run())
     # Everything allocated so far lives for the whole run: keep the cyclic GC from
     # rescanning it in full collections that would stall the sending loop.
+    if out.scraper is not None:  # the servers' counters before the first request
+        await asyncio.to_thread(out.scraper.scrape_before)
     gc.collect()
     gc.freeze()
     t0 = clock.now_ns() + (WORKER_START_MARGIN_NS if pooled else 0)
     runner.t0_ns = t0
+    if out.scraper is not None:
+        out.scraper.begin(t0)
     cpu_before = time.thread_time()
     try:
         outcome = await runner.run(t0)
@@ -322,6 +345,8 @@ async def _drive(resolved: Resolved, plan: Plan, runner: Any, hand_over: Callabl
         out.hlog_file.close()
         gc.unfreeze()
         hand_over()
+        if out.scraper is not None:  # and after the last response
+            await asyncio.to_thread(out.scraper.finish)
         # Scoring finishes off the loop (judge calls may still be running); wait for it.
         if out.worker.backlog and view is not None:
             sys.stderr.write(f"loadbench: scoring the last {out.worker.backlog} responses...\n")
@@ -358,6 +383,7 @@ async def _finish(resolved: Resolved, outcome: RunOutcome, cpu: dict[str, Any], 
     summary = build_summary(out.recorder, out.meta, info, out.quality)
     add_verdicts(summary, scenario.slo, ValidityLimits(**scenario.validity.limits()), scenario.decision.objective,
                  cpu["loop_cpu_ratio"], out.recorder, slo_confidence(info))
+    add_server_side(summary, out.run_dir, out.meta)
     write_json_atomic(out.run_dir / "summary.json", summary)
     write_run_reports(out.run_dir, summary)
     if metrics.pushgateway:

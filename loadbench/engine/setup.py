@@ -14,6 +14,7 @@ import aiohttp
 from .._version import __version__
 from ..config.errors import Problem
 from ..config.scenario import Candidate
+from ..config.server_metrics import metrics_url, shown_url
 from ..drive.lanes import candidate_headers
 from ..pacing.runner import Plan
 from ..plan.resolve import Resolved
@@ -26,6 +27,10 @@ def public_candidate(cand: Candidate, base_url: str) -> dict[str, Any]:
     data = cand.model_dump(exclude={"headers"})
     data["base_url"] = base_url
     data["header_names"] = sorted(cand.headers)
+    if cand.server_metrics is not None:
+        sm = cand.server_metrics
+        data["server_metrics"] = {"url": shown_url(metrics_url(sm, base_url)), "preset": sm.preset,
+                                  "interval_s": sm.interval_s, "timeout_s": sm.effective_timeout_s}
     return data
 
 

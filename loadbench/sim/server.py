@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from ..config.faults import FaultSpec
 from ..config.profiles import PROFILES, Profile, with_params
 from ..config.tokens import count_sim_tokens
 from .faults import FaultPicker
+from .metrics import SimMetrics
 from .model import (
     PREFIX_BLOCK,
     answers_right,
@@ -60,7 +63,28 @@ class SimState:
             for turn, t in enumerate(item.turns or (), start=1):
                 self.by_turn.setdefault((item.last_user_text().strip(), t.user.strip()), (item, turn))
         self.served = 0
+        self.metrics = SimMetrics(f"sim-{profile.name}", profile.slots)
         self._prefix_cache: OrderedDict[int, None] = OrderedDict()
+
+    @contextlib.asynccontextmanager
+    async def admitted(self, held_tokens: int) -> AsyncIterator[None]:
+        """A batch slot for one request: waiting until one is free, then running, holding KV memory."""
+        metrics = self.metrics
+        metrics.waiting += 1
+        try:
+            await self.slots.acquire()
+        finally:
+            metrics.waiting -= 1
+        self.active += 1
+        metrics.running += 1
+        metrics.kv_tokens += held_tokens
+        try:
+            yield
+        finally:
+            self.active -= 1
+            metrics.running -= 1
+            metrics.kv_tokens -= held_tokens
+            self.slots.release()
 
     def lookup(self, body: dict[str, Any], chat: bool) -> tuple[Item | None, str, int]:
         """The eval item a request is about, the prompt text, and the user turn it is at."""
@@ -236,6 +260,9 @@ def build_app(profile: Profile, items: list[Item], seed: int = 0, faults: FaultS
             {"object": "list", "data": [{"id": f"sim-{profile.name}", "object": "model", "created": created, "owned_by": "loadbench"}]}
         )
 
+    async def metrics(_request: web.Request) -> web.Response:
+        return web.Response(body=state.metrics.exposition(), content_type="text/plain", charset="utf-8")
+
     async def health(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "profile": profile.name, "served": state.served})
 
@@ -266,59 +293,60 @@ def build_app(profile: Profile, items: list[Item], seed: int = 0, faults: FaultS
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         obj_kind = "chat.completion" if chat else "text_completion"
 
-        async with state.slots:
-            state.active += 1
-            try:
-                await asyncio.sleep(prefill_s(profile, reply.prompt_tokens - reply.cached_tokens))
-                if not stream:
-                    for _ in range(max(len(reply.pieces) - 1, 0)):
-                        await asyncio.sleep(decode_step_s(profile, state.active))
-                    text = "".join(reply.pieces)
-                    if chat:
-                        message: dict[str, Any] = {"role": "assistant", "content": text or None}
-                        if reply.tool_calls:
-                            message["tool_calls"] = [
-                                {k: v for k, v in c.items() if k != "index"} for c in _tool_call_payload(reply.tool_calls, rid)
-                            ]
-                        choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": reply.finish_reason}
-                    else:
-                        choice = {"index": 0, "text": text, "finish_reason": reply.finish_reason}
-                    return web.json_response(
-                        {"id": rid, "object": obj_kind, "created": created, "model": model, "choices": [choice], "usage": usage},
-                        dumps=lambda o: orjson.dumps(o).decode(),
-                    )
-                resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-                await resp.prepare(request)
-                base = {"id": rid, "object": f"{obj_kind}.chunk", "created": created, "model": model}
-                if chat:  # the role-only prelude real servers send before any output
-                    await resp.write(_sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}))
-                if reply.tool_calls:
-                    for call in _tool_call_payload(reply.tool_calls, rid):
-                        await resp.write(_sse({**base, "choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}]}))
-                        await asyncio.sleep(decode_step_s(profile, state.active))
-                for i, piece in enumerate(reply.pieces):
-                    if i:
-                        await asyncio.sleep(decode_step_s(profile, state.active))
-                    delta = {"index": 0, "delta": {"content": piece}, "finish_reason": None} if chat else {"index": 0, "text": piece, "finish_reason": None}
-                    await resp.write(_sse({**base, "choices": [delta]}))
-                    if fault is not None and i == 0:
-                        if fault == "reset":
-                            request.transport.abort()  # type: ignore[union-attr]
-                            return resp
-                        if fault == "truncate":
-                            await resp.write_eof()
-                            return resp
-                        if fault == "malformed":
-                            await resp.write(b'data: {"choices": [{"delta": {"content": "x"}\n\n')
-                end = {"index": 0, "delta": {}, "finish_reason": reply.finish_reason} if chat else {"index": 0, "text": "", "finish_reason": reply.finish_reason}
-                await resp.write(_sse({**base, "choices": [end]}))
-                if (body.get("stream_options") or {}).get("include_usage"):
-                    await resp.write(_sse({**base, "choices": [], "usage": usage}))
-                await resp.write(b"data: [DONE]\n\n")
-                await resp.write_eof()
-                return resp
-            finally:
-                state.active -= 1
+        admitted_at = time.monotonic()
+        async with state.admitted(usage["total_tokens"]):
+            await asyncio.sleep(prefill_s(profile, reply.prompt_tokens - reply.cached_tokens))
+            if not stream:
+                for _ in range(max(len(reply.pieces) - 1, 0)):
+                    await asyncio.sleep(decode_step_s(profile, state.active))
+                text = "".join(reply.pieces)
+                if chat:
+                    message: dict[str, Any] = {"role": "assistant", "content": text or None}
+                    if reply.tool_calls:
+                        message["tool_calls"] = [
+                            {k: v for k, v in c.items() if k != "index"} for c in _tool_call_payload(reply.tool_calls, rid)
+                        ]
+                    choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": reply.finish_reason}
+                else:
+                    choice = {"index": 0, "text": text, "finish_reason": reply.finish_reason}
+                state.metrics.finished(usage["prompt_tokens"], usage["completion_tokens"], reply.finish_reason,
+                                       time.monotonic() - admitted_at)
+                return web.json_response(
+                    {"id": rid, "object": obj_kind, "created": created, "model": model, "choices": [choice], "usage": usage},
+                    dumps=lambda o: orjson.dumps(o).decode(),
+                )
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+            await resp.prepare(request)
+            base = {"id": rid, "object": f"{obj_kind}.chunk", "created": created, "model": model}
+            if chat:  # the role-only prelude real servers send before any output
+                await resp.write(_sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}))
+            if reply.tool_calls:
+                for call in _tool_call_payload(reply.tool_calls, rid):
+                    await resp.write(_sse({**base, "choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}]}))
+                    await asyncio.sleep(decode_step_s(profile, state.active))
+            for i, piece in enumerate(reply.pieces):
+                if i:
+                    await asyncio.sleep(decode_step_s(profile, state.active))
+                delta = {"index": 0, "delta": {"content": piece}, "finish_reason": None} if chat else {"index": 0, "text": piece, "finish_reason": None}
+                await resp.write(_sse({**base, "choices": [delta]}))
+                if fault is not None and i == 0:
+                    if fault == "reset":
+                        request.transport.abort()  # type: ignore[union-attr]
+                        return resp
+                    if fault == "truncate":
+                        await resp.write_eof()
+                        return resp
+                    if fault == "malformed":
+                        await resp.write(b'data: {"choices": [{"delta": {"content": "x"}\n\n')
+            end = {"index": 0, "delta": {}, "finish_reason": reply.finish_reason} if chat else {"index": 0, "text": "", "finish_reason": reply.finish_reason}
+            await resp.write(_sse({**base, "choices": [end]}))
+            if (body.get("stream_options") or {}).get("include_usage"):
+                await resp.write(_sse({**base, "choices": [], "usage": usage}))
+            await resp.write(b"data: [DONE]\n\n")
+            await resp.write_eof()
+            state.metrics.finished(usage["prompt_tokens"], usage["completion_tokens"], reply.finish_reason,
+                                   time.monotonic() - admitted_at)
+            return resp
 
     async def chat(request: web.Request) -> web.StreamResponse:
         return await complete(request, True)
@@ -328,6 +356,7 @@ def build_app(profile: Profile, items: list[Item], seed: int = 0, faults: FaultS
 
     app.router.add_get("/v1/models", models)
     app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/completions", completions)
     return app

@@ -12,6 +12,7 @@ from ..config.slo_clauses import parse_clauses
 from ..pacing.results_log import iter_results
 from .quality import QualityAggregator
 from .recorder import Recorder
+from .server import add_server_side
 from .sessions import session_aggregator
 from .slo import request_check
 from .summary import add_verdicts, build_summary, slo_confidence
@@ -59,4 +60,5 @@ def rebuild_summary(run_dir: Path) -> Rebuilt:
     add_verdicts(summary, slo_texts, ValidityLimits(**(meta.get("validity") or {})),
                  (meta.get("decision") or {}).get("objective", "cost_per_correct"), outcome.get("loop_cpu_ratio"),
                  recorder, slo_confidence(outcome))
+    add_server_side(summary, run_dir, meta)
     return Rebuilt(summary, n, skipped)

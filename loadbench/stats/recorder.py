@@ -70,6 +70,11 @@ class Counts:
     cost_sq_usd: float = 0.0  # sum of squares: the spread behind a cost-per-task interval
     token_sources: dict[str, int] = field(default_factory=dict)
     retries: int = 0
+    # Tokens the server itself reported (usage), whatever the request's end: what a server's own
+    # counters should agree with.
+    server_input_tokens: int = 0
+    server_output_tokens: int = 0
+    server_usage_responses: int = 0
 
     def add(self, r: RequestResult) -> None:
         self.scheduled += 1
@@ -91,6 +96,10 @@ class Counts:
         self.cached_tokens += r.cached_tokens
         self.cost_usd += r.cost_usd
         self.cost_sq_usd += r.cost_usd * r.cost_usd
+        if r.token_source == "server":
+            self.server_input_tokens += r.input_tokens
+            self.server_output_tokens += r.output_tokens
+            self.server_usage_responses += status == OK
         if status == OK:
             self.token_sources[r.token_source] = self.token_sources.get(r.token_source, 0) + 1
 

@@ -67,6 +67,9 @@ def candidate_summary(rec: CandidateRecorder, *, offered_rate_qps: float | None,
         "source": _token_source(w),
         "output_per_s": (w.output_tokens / ((rec.done_ok.hi - rec.first_intended_ok.lo) / 1e9))
         if rec.done_ok.n and rec.done_ok.hi > rec.first_intended_ok.lo else None,
+        # the whole run, warm-up included, as the server reported it: reconciled with its counters
+        "run_server_usage": {"input": rec.total.server_input_tokens, "output": rec.total.server_output_tokens,
+                             "responses": rec.total.server_usage_responses},
     }
     out["cost_usd"] = {
         "total": w.cost_usd,
