@@ -27,6 +27,8 @@ class RequestOverlay(BaseModel):
     model_config = ConfigDict(extra="forbid")
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    logit_bias: dict[str, float] | None = None
     response_format: dict[str, Any] | None = None
     max_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0)

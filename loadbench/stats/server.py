@@ -42,7 +42,9 @@ PRESETS: dict[str, dict[str, tuple[str, ...]]] = {
         "waiting": ("llamacpp:requests_deferred",),
         "kv_usage": ("llamacpp:kv_cache_usage_ratio",),
         "output_tokens": ("llamacpp:tokens_predicted_total",),
-        "input_tokens": ("llamacpp:prompt_tokens_total",),
+        # llama.cpp counts prompt tokens it evaluated apart from those it reused from its cache;
+        # usage.prompt_tokens counts both.
+        "input_tokens": ("llamacpp:prompt_tokens_total+llamacpp:prompt_tokens_cached_total", "llamacpp:prompt_tokens_total"),
     },
     "tgi": {
         "running": ("tgi_batch_current_size",),
@@ -131,11 +133,17 @@ def role_names(preset: str, role: str) -> tuple[str, ...]:
 
 
 def _role_value(samples: dict[str, float], names: tuple[str, ...]) -> float | None:
-    """The sum over a role's series (labels such as model_name or finished_reason split them)."""
+    """The sum over a role's series (labels such as model_name or finished_reason split them); a name
+    written `a+b` is the sum of both, and counts only where both are there."""
     for name in names:
-        values = [v for k, v in samples.items() if k == name or k.startswith(name + "{")]
-        if values:
-            return sum(values)
+        total = 0.0
+        for part in name.split("+"):
+            values = [v for k, v in samples.items() if k == part or k.startswith(part + "{")]
+            if not values:
+                break
+            total += sum(values)
+        else:
+            return total
     return None
 
 
@@ -224,12 +232,7 @@ def reconcile(counters: dict[str, float], preset: str, client: dict[str, Any]) -
         names = role_names(preset, role)
         if not names or client.get(role) is None:
             continue
-        server = None
-        for name in names:
-            found = [v for k, v in counters.items() if k == name or k.startswith(name + "{")]
-            if found:
-                server = sum(found)
-                break
+        server = _role_value(counters, names)
         if server is None:
             continue
         mine = client[role]
