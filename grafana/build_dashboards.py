@@ -176,6 +176,18 @@ def comparison_dashboard() -> dict[str, Any]:
         target(f"histogram_quantile(0.95, sum by (le, candidate) (rate(loadbench_request_service_duration_seconds_bucket{{{M}}}[$__rate_interval])))")]), 12, 8)
     lay.add(timeseries("Exact latency percentiles (HDR)", "Exact percentiles of the measurement window from merged HDR histograms; per candidate, never averaged.", "s", [
         target(f"loadbench_hdr_request_duration_seconds{{{M}}}", "{{candidate}} p{{quantile}}")]), 12, 8)
+    lay.row("Server side")
+    lay.add(timeseries("Server: requests running and waiting", "The deployment's own gauges (server_metrics: vLLM, SGLang, "
+                       "llama.cpp, TGI): requests in the batch and requests queued for a slot. Waiting that grows while "
+                       "latency bends means the server is queueing.", "short", [
+        target(f"max by (candidate) (loadbench_server_requests_running{{{M}}})", "{{candidate}} running"),
+        target(f"max by (candidate) (loadbench_server_requests_waiting{{{M}}})", "{{candidate}} waiting", "B"),
+    ]), 8, 8)
+    lay.add(timeseries("Server: KV-cache usage", "The deployment's KV-cache usage (1 = full): near 1, the server "
+                       "preempts or defers requests.", "percentunit", [
+        target(f"max by (candidate) (loadbench_server_kv_cache_usage_ratio{{{M}}})")]), 8, 8)
+    lay.add(timeseries("Client latency p95 beside the server", "The headline latency again, beside the server's gauges.", "s", [
+        target(f"histogram_quantile(0.95, sum by (le, candidate) (rate(loadbench_request_duration_seconds_bucket{{{M}}}[$__rate_interval])))")]), 8, 8)
     lay.row("Load and errors")
     lay.add(timeseries("Offered vs achieved rate", "Configured arrival rate and the rate requests were actually sent.", "reqps", [
         target(f"max by (candidate) (loadbench_offered_rate_requests_per_second{{{M}}})", "{{candidate}} offered"),

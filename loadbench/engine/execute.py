@@ -209,6 +209,8 @@ def _open(stack: contextlib.AsyncExitStack, resolved: Resolved, out_root: Path, 
     out = _Outputs(run_dir, meta, results_log, hlog_file, recorder, quality, worker,
                    CollectorRegistry(auto_describe=False), run_state)
     out.scraper = _scraper(stack, resolved, base_urls, run_dir, clock)
+    if out.scraper is not None:
+        run_state.server_gauges = out.scraper.latest
     _serve_metrics(stack, out, metrics, verbose=not quiet)
     return out
 

@@ -88,6 +88,12 @@ CONTRACT: tuple[MetricSpec, ...] = (
                "A sweep's capacity bracket: bound=estimate, low, high (high absent when no rate failed)."),
     MetricSpec("loadbench_max_sustainable_rate_requests_per_second", "gauge", ("sweep_id", "scenario", "candidate"), "",
                "A sweep's result: the highest offered rate that met the SLO, confirmed with repeats (pushed at the end of a sweep)."),
+    MetricSpec("loadbench_server_requests_running", "gauge", RUN, "",
+               "The deployment's own count of requests it is running (server_metrics; last good scrape)."),
+    MetricSpec("loadbench_server_requests_waiting", "gauge", RUN, "",
+               "The deployment's own count of requests waiting for a batch slot (server_metrics)."),
+    MetricSpec("loadbench_server_kv_cache_usage_ratio", "gauge", RUN, "ratio",
+               "The deployment's KV-cache usage, 0 to 1 (server_metrics)."),
     MetricSpec("loadbench_hdr_request_duration_seconds", "summary", RUN, "seconds",
                "Exact percentiles of headline latency from the merged HDR histogram of the measurement window. Per candidate; never average across series."),
     MetricSpec("loadbench_hdr_time_to_first_token_seconds", "summary", RUN, "seconds", "Exact TTFT percentiles (HDR, measurement window)."),
@@ -124,6 +130,8 @@ class RunState:
     warmup_s: float
     phase: str = "warmup"
     slo: Any = None  # LiveVerdicts: the SLO verdicts as they stand (None without an SLO)
+    # The deployments' own gauges from their last good scrape (server_metrics): candidate -> role -> value
+    server_gauges: Callable[[str], dict[str, float]] | None = None
 
 
 class LoadbenchCollector(Collector):
@@ -236,6 +244,18 @@ class LoadbenchCollector(Collector):
         yield from summaries.values()
         yield from self._quality_families(run)
         yield from self._slo_families(run)
+        yield from self._server_families(run)
+
+    def _server_families(self, run: list[str]) -> Iterator[Metric]:
+        families = {"running": self._family("loadbench_server_requests_running"),
+                    "waiting": self._family("loadbench_server_requests_waiting"),
+                    "kv_usage": self._family("loadbench_server_kv_cache_usage_ratio")}
+        gauges = self.state.server_gauges
+        if gauges is not None:
+            for name in list(self.recorder.candidates):
+                for role, value in gauges(name).items():
+                    families[role].add_metric([*run, name], value)
+        yield from families.values()
 
     def _slo_families(self, run: list[str]) -> Iterator[Metric]:
         clause_fam = self._family("loadbench_slo_verdict")

@@ -37,9 +37,11 @@ def rec(seq, cand="a", status=OK, latency_ms=100, error_class=None, verdict=None
     return r
 
 
-def scrape(recorder, quality, in_flight=lambda name: 0):
+def scrape(recorder, quality, in_flight=lambda name: 0, server_gauges=None):
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(LoadbenchCollector(state(), recorder, quality, in_flight))
+    run_state = state()
+    run_state.server_gauges = server_gauges
+    registry.register(LoadbenchCollector(run_state, recorder, quality, in_flight))
     text = generate_latest(registry).decode()
     samples = {}
     for fam in text_string_to_metric_families(text):
@@ -118,6 +120,8 @@ def test_exposition_matches_the_contract_and_labels_are_bounded():
             continue  # verdict series only with an SLO (test_slo_verdict_series);  # pushed by sweeps, not served by runs (tested in test_prometheus_e2e)
         if spec.name == "loadbench_session_pass_ratio":
             continue  # only once sessions finished (test_session_series)
+        if spec.name.startswith("loadbench_server_"):
+            continue  # only for candidates with server_metrics (test_server_gauges_are_re_exported)
         assert any(n in names for n in exposed_names(spec)), spec.name
     for _, labels in samples:
         for key, val in labels:
@@ -204,3 +208,15 @@ def test_slo_verdict_series():
         assert value(samples, "loadbench_slo_verdict", candidate=cand, clause="latency p99.9 <= 5s", verdict="inconclusive") == 1
         assert value(samples, "loadbench_slo_candidate_verdict", candidate=cand, verdict="inconclusive") == 1
         assert value(samples, "loadbench_slo_candidate_verdict", candidate=cand, verdict="pass") == 0
+
+
+def test_server_gauges_are_re_exported():
+    """A scraped deployment's running/waiting/KV gauges appear with the candidate label; a candidate
+    whose server is not scraped (or not yet) has no such series rather than a made-up zero."""
+    recorder = Recorder(["a", "b"])
+    gauges = {"a": {"running": 7.0, "waiting": 3.0, "kv_usage": 0.42}, "b": {}}
+    _text, samples = scrape(recorder, None, server_gauges=lambda name: gauges[name])
+    assert value(samples, "loadbench_server_requests_running", candidate="a") == 7
+    assert value(samples, "loadbench_server_requests_waiting", candidate="a") == 3
+    assert value(samples, "loadbench_server_kv_cache_usage_ratio", candidate="a") == pytest.approx(0.42)
+    assert not any(name.startswith("loadbench_server_") and ("candidate", "b") in labels for name, labels in samples)
