@@ -150,6 +150,11 @@ def check_scenario(scenario: Any, scenario_dir: Path, policy: Policy, protected_
     if trace is not None and not _confined(trace.path, scenario_dir, root):
         problems.append("load.trace.path: the file is outside the scenarios directory")
     allowed = (*LOOPBACK, *policy.allow_hosts)
+    for i, c in enumerate(scenario.candidates):  # a metrics URL is a host the run reaches too
+        url = c.server_metrics.url if c.server_metrics is not None else None
+        if url and not host_allowed(url, allowed):
+            problems.append(f"candidates[{i}].server_metrics: host {_host_port(url)[0] or url!r} is not among the "
+                            "hosts this service may reach (loopback and --allow-host)")
     for where, url, key_env in _endpoints(scenario):
         host = _host_port(url)[0]
         if not host_allowed(url, allowed):
