@@ -19,6 +19,7 @@ from ..engine.outcome import (  # noqa: F401 (exit_code is part of the CLI's sur
 )
 from ..engine.process import run_settings
 from .parser import _parser
+from .probe_cmd import _cmd_probe
 from .run_cmd import _cmd_load, _cmd_run, _cmd_sweep
 from .service_cmd import _cmd_compare, _cmd_history, _cmd_serve
 from .tools_cmd import (
@@ -33,7 +34,7 @@ from .tools_cmd import (
 )
 
 COMMANDS = {"serve": _cmd_serve, "history": _cmd_history, "compare": _cmd_compare, "calibrate": _cmd_calibrate, "generate": _cmd_generate, "load": _cmd_load, "sweep": _cmd_sweep, "run": _cmd_run, "report": _cmd_report, "sim": _cmd_sim, "profiles": _cmd_profiles,
-            "rescore": _cmd_rescore, "review": _cmd_review}
+            "rescore": _cmd_rescore, "review": _cmd_review, "probe": _cmd_probe}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from .._version import __version__
+from .probe_cmd import add_probe
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -23,6 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_tools(sub)
     _add_service(sub)
     _add_generators(sub)
+    add_probe(sub)
     return p
 
 

@@ -121,8 +121,10 @@ async def execute(
         base_urls, judge_settings = await _start_backends(stack, resolved, backends)
         plan = build_plan(resolved.scenario, resolved.items, resolved.trace)
         pooled = workers > 1 or ray_address is not None
-        lanes = await _connect(stack, resolved, base_urls, clock, pooled)
+        warnings: list[str] = []
+        lanes = await _connect(stack, resolved, base_urls, clock, pooled, warnings)
         out = _open(stack, resolved, out_root, plan, base_urls, judge_settings, metrics, quiet, progress, clock)
+        _warn(out, warnings, quiet)
         runner, hand_over = await _make_runner(stack, resolved, plan, lanes, base_urls, out, clock, workers, ray_address)
         view = None if quiet else (progress or ProgressView())
         outcome, cpu = await _drive(resolved, plan, runner, hand_over, lanes, out, clock, view, install_signal_handlers)
@@ -163,7 +165,7 @@ async def _start_backends(stack: contextlib.AsyncExitStack, resolved: Resolved,
 
 
 async def _connect(stack: contextlib.AsyncExitStack, resolved: Resolved, base_urls: dict[str, str], clock: Clock,
-                   pooled: bool) -> list[Lane]:
+                   pooled: bool, warnings: list[str]) -> list[Lane]:
     """Lanes to every candidate (with --workers: proxies, the workers send), after a preflight."""
     if pooled:
         lanes = [Lane(c.name, _sent_by_workers, c.max_in_flight) for c in resolved.scenario.candidates]
@@ -172,12 +174,23 @@ async def _connect(stack: contextlib.AsyncExitStack, resolved: Resolved, base_ur
         lanes, transports = build_lanes(resolved, base_urls, clock)
         for transport in transports:
             stack.push_async_callback(transport.close)
-    problems = await preflight(resolved, base_urls)
+    problems = await preflight(resolved, base_urls, warnings)
     if problems:
         raise ConfigError(problems)
     if not pooled:
         await prewarm_lanes(resolved, transports)
     return lanes
+
+
+def _warn(out: _Outputs, warnings: list[str], quiet: bool) -> None:
+    """What the preflight found lacking: on stderr, in run.json and (through it) in summary.json."""
+    if not warnings:
+        return
+    out.meta["preflight_warnings"] = warnings
+    write_json_atomic(out.run_dir / "run.json", out.meta)
+    if not quiet:
+        for warning in warnings:
+            sys.stderr.write(f"loadbench: warning: {warning}\n")
 
 
 def _open(stack: contextlib.AsyncExitStack, resolved: Resolved, out_root: Path, plan: Plan, base_urls: dict[str, str],
@@ -373,6 +386,8 @@ async def _finish(resolved: Resolved, outcome: RunOutcome, cpu: dict[str, Any], 
     }
     if cpu["sequential"] is not None:
         info["sequential"] = cpu["sequential"]
+    if out.meta.get("preflight_warnings"):
+        info["preflight_warnings"] = out.meta["preflight_warnings"]
     if pooled:
         info["workers"] = outcome.extra.get("workers")
         info["coordinator_cpu_ratio"] = cpu["coordinator_cpu_ratio"]

@@ -16,6 +16,7 @@ from ..config.errors import Problem
 from ..config.scenario import Candidate
 from ..config.server_metrics import metrics_url, shown_url
 from ..drive.lanes import candidate_headers
+from ..drive.probe import usage_in_stream
 from ..pacing.runner import Plan
 from ..plan.resolve import Resolved
 
@@ -98,9 +99,22 @@ async def _preflight_one(session: aiohttp.ClientSession, cand: Candidate, base_u
         return Problem(scenario_path, None, f"candidates[{index}].base_url", f"{cand.name}: cannot reach {base_url}: {text}")
 
 
-async def preflight(resolved: Resolved, base_urls: dict[str, str]) -> list[Problem]:
-    """Every real (not simulated) candidate answers at all, with a plain session of its own."""
+async def _stream_usage_warning(session: aiohttp.ClientSession, cand: Candidate, base_url: str,
+                                headers: dict[str, str]) -> str | None:
+    """What `loadbench probe` would say about usage in streams, as a warning before the run."""
+    if not cand.stream or cand.api != "chat":
+        return None
+    if await usage_in_stream(session, base_url, headers, cand.model) is False:
+        return (f"{cand.name}: the endpoint sends no usage in streams (stream_options.include_usage): "
+                "token counts and cost will be estimated, and server_metrics cannot reconcile tokens")
+    return None
+
+
+async def preflight(resolved: Resolved, base_urls: dict[str, str], warnings: list[str] | None = None) -> list[Problem]:
+    """Every real (not simulated) candidate answers at all, with a plain session of its own; what it
+    lacks that the run's numbers depend on goes to `warnings`."""
     checks = []
+    asks = []
     sessions = []
     try:
         for index, cand in enumerate(resolved.scenario.candidates):
@@ -109,8 +123,13 @@ async def preflight(resolved: Resolved, base_urls: dict[str, str]) -> list[Probl
             session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=not cand.insecure), trust_env=False)
             sessions.append(session)
             secret = resolved.secrets.get(cand.name)
-            checks.append(_preflight_one(session, cand, base_urls[cand.name], candidate_headers(cand, secret),
-                                         resolved.scenario_path, index, secret))
-        return [p for p in await asyncio.gather(*checks) if p is not None]
+            headers = candidate_headers(cand, secret)
+            checks.append(_preflight_one(session, cand, base_urls[cand.name], headers, resolved.scenario_path, index, secret))
+            if warnings is not None:
+                asks.append(_stream_usage_warning(session, cand, base_urls[cand.name], headers))
+        problems = [p for p in await asyncio.gather(*checks) if p is not None]
+        if asks and not problems:
+            warnings.extend(w for w in await asyncio.gather(*asks) if w)  # type: ignore[union-attr]
+        return problems
     finally:
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)

@@ -104,7 +104,19 @@ class Step:
                                            "more_samples")}
                     for r in (self.clauses if self.clauses is not None else (c.get("slo") or {}).get("clauses") or [])],
             "run_dir": self.run_dir,
+            "server": _server_at_step(c.get("server")),
         }
+
+
+def _server_at_step(server: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the deployment's own gauges showed during a step (server_metrics), for the knee."""
+    if not server:
+        return None
+    roles = server.get("roles") or {}
+    rec = server.get("reconciliation") or {}
+    return {"running_max": (roles.get("running") or {}).get("max"), "waiting_max": (roles.get("waiting") or {}).get("max"),
+            "waiting_mean": (roles.get("waiting") or {}).get("mean"), "kv_usage_max": (roles.get("kv_usage") or {}).get("max"),
+            "reconciled": None if not rec else all(e.get("match") is not False for e in rec.values())}
 
 
 @dataclass(slots=True)

@@ -34,6 +34,43 @@ def capacity_line(c: dict[str, Any]) -> str:
             f"{best:g} req/s (passed with confidence); stopped: {stop}")
 
 
+def server_at_knee(c: dict[str, Any]) -> str | None:
+    """What the deployment's own gauges showed at the knee (else at the first rate that did not pass)."""
+    curve = [r for r in c.get("curve") or [] if r.get("server")]
+    if not curve:
+        return None
+    at = c.get("knee_qps")
+    if at is None:
+        at = next((r["offered_qps"] for r in curve if _verdict_word(r) != "pass"), None)
+    if at is None:
+        return None
+    before = [r for r in curve if r["offered_qps"] < at]
+    step = next((r for r in curve if r["offered_qps"] >= at), None)
+    if step is None:
+        return None
+
+    def looks(r: dict[str, Any]) -> str:
+        s = r["server"]
+        parts = []
+        if s.get("waiting_max") is not None:
+            parts.append(f"up to {s['waiting_max']:g} waiting")
+        if s.get("running_max") is not None:
+            parts.append(f"{s['running_max']:g} running")
+        if s.get("kv_usage_max") is not None:
+            parts.append(f"KV cache {100 * s['kv_usage_max']:.0f}% full")
+        return ", ".join(parts) or "no known gauges"
+
+    text = f"at {step['offered_qps']:g} req/s {looks(step)}"
+    if before:
+        text += f" (at {before[-1]['offered_qps']:g} req/s: {looks(before[-1])})"
+    s = step["server"]
+    if (s.get("waiting_max") or 0) > 0 and (not before or (before[-1]["server"].get("waiting_max") or 0) == 0):
+        text += ": requests start to queue in the server"
+    elif (s.get("kv_usage_max") or 0) >= 0.95:
+        text += ": the KV cache is full"
+    return text
+
+
 def sweep_table(result: dict[str, Any]) -> str:
     out = []
     for name, c in result["candidates"].items():
@@ -59,6 +96,9 @@ def sweep_table(result: dict[str, Any]) -> str:
         out.append(f"  how: {c['how']}")
         if c.get("knee_qps"):
             out.append(f"  knee: p95 latency rises past 1.5x its low-load value at {c['knee_qps']:g} req/s")
+        server_line = server_at_knee(c)
+        if server_line:
+            out.append(f"  server: {server_line}")
         p = c.get("projection")
         if p:
             line = f"  projection: {p['replicas']} replica(s) for a {p['peak_qps']:g} req/s peak with {100 * p['headroom']:.0f}% headroom"
