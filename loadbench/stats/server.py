@@ -323,16 +323,65 @@ def read_scrapes(path: Path) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+TIMELINE_POINTS = 240  # at most, per candidate: enough for a chart, small in summary.json
+
+
+def _thin(points: list[Any]) -> list[Any]:
+    step = max(1, math.ceil(len(points) / TIMELINE_POINTS))
+    return points[::step]
+
+
+def server_timeline(lines: list[dict[str, Any]], preset: str) -> dict[str, list[Any]]:
+    """running / waiting / kv_usage at each good scrape, thinned for a chart."""
+    points = _thin([(line["t_s"], role_gauges(line["samples"], preset)) for line in lines if line.get("ok")])
+    out: dict[str, list[Any]] = {"t_s": [round(t, 3) for t, _ in points]}
+    for role in GAUGE_ROLES:
+        if any(role in g for _, g in points):
+            out[role] = [g.get(role) for _, g in points]
+    return out
+
+
+def client_p95_timeline(run_dir: Path, names: set[str], bucket_s: float) -> dict[str, list[tuple[float, float]]]:
+    """Per candidate, the p95 latency (from the intended time) of the requests that finished in each
+    time bucket: the client's side of the server chart, from results.jsonl."""
+    from ..pacing.results_log import iter_results
+
+    buckets: dict[str, dict[int, list[float]]] = {n: {} for n in names}
+    path = run_dir / "results.jsonl"
+    if path.exists():
+        for _, r, _ in iter_results(path):
+            if r is None or r.candidate not in buckets or r.status != "ok" or r.done_ns < 0:
+                continue
+            buckets[r.candidate].setdefault(int(r.done_ns / 1e9 // bucket_s), []).append((r.done_ns - r.intended_ns) / 1e9)
+    out: dict[str, list[tuple[float, float]]] = {}
+    for name, by_bucket in buckets.items():
+        points = []
+        for index in sorted(by_bucket):
+            values = sorted(by_bucket[index])
+            rank = max(0, math.ceil(0.95 * len(values)) - 1)
+            points.append(((index + 0.5) * bucket_s, values[rank]))
+        out[name] = _thin(points)
+    return out
+
+
 def add_server_side(summary: dict[str, Any], run_dir: Path, meta: dict[str, Any]) -> None:
     """candidates.NAME.server for every candidate whose server was scraped, and validity notes for
     counts the two sides disagree on (in place)."""
     scrapes = read_scrapes(run_dir / "server_metrics.jsonl")
     notes: list[str] = []
-    for name, cand in (summary.get("candidates") or {}).items():
-        config = ((meta.get("candidates") or {}).get(name) or {}).get("server_metrics")
-        if not config:
-            continue
+    configs = {name: ((meta.get("candidates") or {}).get(name) or {}).get("server_metrics")
+               for name in summary.get("candidates") or {}}
+    scraped = {name for name, config in configs.items() if config}
+    if not scraped:
+        return
+    span_s = max((line["t_s"] for name in scraped for line in scrapes.get(name, [])), default=0.0)
+    bucket_s = max(min(float(configs[n].get("interval_s") or 1.0) for n in scraped), span_s / 120, 0.25)
+    client = client_p95_timeline(run_dir, scraped, bucket_s)
+    for name in scraped:
+        cand, config = summary["candidates"][name], configs[name]
         server = summarize_server(scrapes.get(name, []), config.get("url") or "", config.get("preset"), client_tally(cand))
+        server["timeline"] = server_timeline(scrapes.get(name, []), server["preset"])
+        server["timeline"]["client_p95_s"] = [[round(t, 3), v] for t, v in client.get(name, [])]
         cand["server"] = server
         notes += [f"{name}: {c}" for c in server["caveats"] if "counted" in c]
     if notes:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config.files import write_atomic
+from .server_view import server_html, server_markdown
 from .svgchart import bar_chart, line_chart
 from .sweep_text import sweep_table
 from .text import comparison_rows, fmt_s, fmt_usd, quality_details, session_tables, verdict_lines
@@ -65,6 +66,7 @@ def run_markdown(summary: dict[str, Any]) -> str:
     verdicts = verdict_lines(summary)
     if details or verdicts:
         parts += ["```", *(x for x in (details, verdicts) if x), "```", ""]
+    parts += server_markdown(summary, _md_table)
     load = summary.get("load") or {}
     parts.append(f"_{summary.get('mode')}, {_arrival_text(summary)}, warm-up {load.get('warmup_s')} s excluded; "
                  "latency is measured from the intended send time._")
@@ -122,6 +124,7 @@ def run_html(summary: dict[str, Any]) -> str:
     if verdicts or details:
         html += ["<h2>SLO, goodput and quality</h2>", f"<pre>{escape(verdicts)}\n\n{escape(details)}</pre>"]
     html += ["<h2>Charts</h2>", "<div class='charts'>", *charts, "</div>"]
+    html += server_html(summary, _html_table)
     if tag_rows:
         html += ["<h2>Accuracy by tag and prompt length</h2>", _html_table(["tag", *names], tag_rows)]
     html.append("</body></html>")

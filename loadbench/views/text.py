@@ -229,9 +229,36 @@ def comparison_table(summary: dict[str, Any]) -> str:
         foot += f"\nrun stopped early: {outcome['stop_reason']}"
     details = quality_details(summary)
     sessions = session_text(summary)
-    text = f"{head}\n{out}\n{foot}" + (f"\n\n{sessions}" if sessions else "") + (f"\n\n{details}" if details else "")
+    server = server_text(summary)
+    text = (f"{head}\n{out}\n{foot}" + (f"\n\n{sessions}" if sessions else "") + (f"\n\n{server}" if server else "")
+            + (f"\n\n{details}" if details else ""))
     verdicts = verdict_lines(summary)
     return text + (f"\n\n{verdicts}" if verdicts else "")
+
+
+def server_text(summary: dict[str, Any]) -> str:
+    """One line per candidate whose own /metrics were scraped: its peak queue and KV use, and
+    whether its counts agree with the client's."""
+    lines = []
+    for name, cand in summary["candidates"].items():
+        server = cand.get("server")
+        if not server:
+            continue
+        roles = server.get("roles") or {}
+        parts = [f"{label} max {roles[role]['max']:g}" for role, label in (("running", "running"), ("waiting", "waiting"))
+                 if role in roles]
+        if "kv_usage" in roles:
+            parts.append(f"KV cache max {100 * roles['kv_usage']['max']:.0f}%")
+        rec = server.get("reconciliation") or {}
+        if rec:
+            off = [k.replace("_", " ") for k, e in rec.items() if e["match"] is False]
+            parts.append("counts reconcile with the client" if not off and all(e["match"] for e in rec.values())
+                         else f"counts DIFFER from the client's: {', '.join(off)}" if off else "counts not comparable")
+        failed = server["scrapes"]["count"] - server["scrapes"]["ok"]
+        if failed:
+            parts.append(f"{failed} of {server['scrapes']['count']} scrapes failed")
+        lines.append(f"  {name}: " + ("; ".join(parts) or "no known gauges"))
+    return ("server side (the deployments' own /metrics):\n" + "\n".join(lines)) if lines else ""
 
 
 def verdict_lines(summary: dict[str, Any]) -> str:
