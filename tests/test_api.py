@@ -55,6 +55,15 @@ def test_run_with_an_async_scorer_registered_by_decorator(tmp_path):
     assert result.summary["candidates"]["a"]["accuracy"]["n"] == stats["pass"] + stats["fail"]
     # what the CLI sets for a run is restored for the caller
     assert sys.getswitchinterval() == switch and asyncio.get_event_loop_policy() is policy
+    # one documented mode for every artifact (the umask's, 0644 under the usual 022): summary.json
+    # and the reports are not private while results.jsonl is readable
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in result.run_dir.iterdir() if p.is_file()}
+    assert set(modes.values()) == {0o666 & ~umask}, modes
 
 
 def test_a_scorer_with_a_params_model_is_validated_when_the_scenario_loads(tmp_path):

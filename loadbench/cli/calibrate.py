@@ -18,6 +18,10 @@ from ..sim.process import start_sim, stop_sim
 from .adhoc import adhoc_scenario
 
 
+class CalibrationFailed(RuntimeError):
+    """The measurement gave no usable number; the message says why and what to change."""
+
+
 async def measure(seconds: float = 5.0, concurrency: int = 64, chunks: int = 200,
                   log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     """Closed-loop request rate of one sending process, non-streaming and streaming.  On two or
@@ -43,7 +47,10 @@ async def measure(seconds: float = 5.0, concurrency: int = 64, chunks: int = 200
                 c = result.summary["candidates"]["target"]
                 errors = c["requests"]["error_total"]
                 if errors:
-                    raise RuntimeError(f"{errors} requests failed against the calibration server")
+                    raise CalibrationFailed(f"{errors} requests failed against the calibration server")
+                if not c["throughput_rps"]:  # nothing finished inside the window: no rate to report
+                    raise CalibrationFailed(f"no {'streamed ' if stream else ''}request finished in the {seconds:g} s "
+                                            f"measurement window ({c['requests']['sent']} sent): try a longer --seconds")
                 key = "worker_stream_rps" if stream else "worker_rps"
                 out[key] = c["throughput_rps"]
                 if stream:

@@ -208,7 +208,33 @@ def _cmd_load(args: argparse.Namespace) -> int:
     if args.json_out:
         Path(args.json_out).write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2))
     print(comparison_table(result.summary))
+    notice = client_bottleneck_notice(result.summary)
+    if notice:
+        print(notice)
+    print(f"\nrun directory: {result.run_dir}")
     return EXIT_OK
+
+
+# `load` is a raw benchmark and keeps its numbers whatever the client did; past these it says
+# that the client itself was the bottleneck (the run's validity gates use the same measures).
+LOAD_LOOP_LAG_P99_S = 0.020
+LOAD_LOOP_CPU_RATIO = 0.90
+
+
+def client_bottleneck_notice(summary: dict[str, Any]) -> str | None:
+    """A plain note when the sending loop lagged or ran out of CPU: by how much timings may read high."""
+    lag = (summary.get("client") or {}).get("event_loop_lag_s") or {}
+    cpu = (summary.get("outcome") or {}).get("loop_cpu_ratio")
+    parts = []
+    if lag.get("p99") is not None and lag["p99"] > LOAD_LOOP_LAG_P99_S:
+        parts.append(f"its event loop lagged {lag['p99'] * 1e3:.1f} ms at p99 (max {lag.get('max', 0) * 1e3:.0f} ms)")
+    if cpu is not None and cpu > LOAD_LOOP_CPU_RATIO:
+        parts.append(f"the sending thread used {100 * cpu:.0f}% of a core")
+    if not parts:
+        return None
+    off = f"up to about {lag['p99'] * 1e3:.0f} ms" if lag.get("p99") else "by an unknown amount"
+    return ("\nnote: the client was the bottleneck: " + " and ".join(parts) + f". Latency and TTFT above may read "
+            f"{off} high at p99; use --workers N, fewer connections or a lower rate for numbers about the server.")
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..config.errors import ConfigError, Problem
 from ..engine.outcome import (
+    EXIT_INVALID_RUN,
     EXIT_OK,
 )
 
@@ -173,14 +174,18 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from .calibrate import recommendation_lines, run_calibration
+    from .calibrate import CalibrationFailed, recommendation_lines, run_calibration
 
     if not 1 <= args.seconds <= 120:
         raise ConfigError.single("--seconds", "must be between 1 and 120")
     if not 1 <= args.concurrency <= 4096:
         raise ConfigError.single("--concurrency", "must be between 1 and 4096")
-    cal, path = run_calibration(args.seconds, args.concurrency, args.chunks,
-                                lambda msg: print(f"loadbench calibrate: {msg}", file=sys.stderr, flush=True))
+    try:
+        cal, path = run_calibration(args.seconds, args.concurrency, args.chunks,
+                                    lambda msg: print(f"loadbench calibrate: {msg}", file=sys.stderr, flush=True))
+    except CalibrationFailed as exc:
+        print(f"loadbench calibrate: {exc}; nothing was saved", file=sys.stderr)
+        return EXIT_INVALID_RUN
     print("\n".join(recommendation_lines(cal)))
     print(f"saved to {path}; `loadbench run` uses it to choose --workers auto and to warn before an overload")
     return EXIT_OK

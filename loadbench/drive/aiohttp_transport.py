@@ -11,7 +11,7 @@ import asyncio
 
 import aiohttp
 
-from .http1 import BadResponse, ChunkSink, ConnectFailed, Disconnected, Reply
+from .http1 import BadResponse, ChunkSink, ConnectFailed, Disconnected, Reply, connect_error_text
 
 PREWARM_TIMEOUT_S = 5.0
 ERROR_BODY_CAP = 64 * 1024  # an error answer is read this far at most (its message is all that is kept)
@@ -49,7 +49,7 @@ class AiohttpTransport:
                 body = await _read_capped(resp, cap, truncate=status >= 400)
                 return Reply(status, ctype, body, False, retry_after, location)
         except aiohttp.ClientConnectorError as exc:
-            raise ConnectFailed(f"{type(exc).__name__}: {exc}") from None
+            raise ConnectFailed(connect_error_text(exc.host, exc.port, exc.os_error if exc.os_error is not None else exc)) from None
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError) as exc:
             raise Disconnected(f"{type(exc).__name__}: {exc}") from None
         except aiohttp.ClientResponseError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import ssl
 import zlib
@@ -16,6 +17,20 @@ import httptools
 
 # A chunk sink for streamed bodies; it may raise, which ends the exchange with that exception.
 ChunkSink = Callable[[bytes], None]
+
+
+def connect_error_text(host: str, port: int | None, exc: BaseException) -> str:
+    """A connection failure in words, the same from either HTTP client: 'cannot connect to
+    127.0.0.1:8000: connection refused' (not an errno tuple, nor aiohttp's 'ssl:default')."""
+    if isinstance(exc, OSError) and exc.errno:
+        reason = os.strerror(exc.errno)  # asyncio words it "Connect call failed (addr)"; the errno says why
+    elif isinstance(exc, OSError) and exc.strerror:
+        reason = exc.strerror
+    else:
+        reason = str(exc) or type(exc).__name__
+    if isinstance(exc, ssl.SSLError):
+        reason = f"TLS handshake failed ({exc.reason or exc})"
+    return f"cannot connect to {host}:{port}: {reason[:1].lower() + reason[1:]}"
 
 
 class ConnectFailed(Exception):
@@ -321,7 +336,7 @@ class Http1Pool:
         except (OSError, ssl.SSLError, ValueError) as exc:  # TimeoutError is an OSError: it stays a timeout
             if isinstance(exc, TimeoutError):
                 raise
-            raise ConnectFailed(f"cannot connect to {t.host}:{t.port}: {exc}") from None
+            raise ConnectFailed(connect_error_text(t.host, t.port, exc)) from None
         finally:
             self._connecting -= 1
         return conn

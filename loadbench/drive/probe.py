@@ -11,6 +11,7 @@ import aiohttp
 import orjson
 
 from ..stats.server import NotPrometheus, detect_preset, parse_exposition
+from .http1 import connect_error_text
 
 PROBE_TIMEOUT_S = 30.0
 SCHEMA = {"type": "object", "properties": {"answer": {"type": "string", "enum": ["yes", "no"]}},
@@ -95,8 +96,7 @@ class _Asker:
 def describe_error(exc: BaseException) -> str:
     """A connection failure in plain words (aiohttp's own text names its SSL context, 'ssl:default')."""
     if isinstance(exc, aiohttp.ClientConnectorError):
-        reason = exc.os_error.strerror if exc.os_error is not None and exc.os_error.strerror else "failed"
-        return f"cannot connect to {exc.host}:{exc.port}: {reason.lower()}"
+        return connect_error_text(exc.host, exc.port, exc.os_error if exc.os_error is not None else exc)
     if isinstance(exc, TimeoutError):
         return "no answer within the timeout"
     return str(exc) or type(exc).__name__

@@ -16,7 +16,7 @@ from ..config.errors import Problem
 from ..config.scenario import Candidate
 from ..config.server_metrics import metrics_url, shown_url
 from ..drive.lanes import candidate_headers
-from ..drive.probe import usage_in_stream
+from ..drive.probe import describe_error, usage_in_stream
 from ..pacing.runner import Plan
 from ..plan.resolve import Resolved
 
@@ -93,7 +93,7 @@ async def _preflight_one(session: aiohttp.ClientSession, cand: Candidate, base_u
                 return Problem(scenario_path, None, f"candidates[{index}]", f"{cand.name}: {url} answered HTTP {resp.status}")
             return None  # 404 and friends: many gateways have no /models; the endpoint is there
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-        text = str(exc) or type(exc).__name__
+        text = describe_error(exc)
         if secret:
             text = text.replace(secret, "[REDACTED]")
         return Problem(scenario_path, None, f"candidates[{index}].base_url", f"{cand.name}: cannot reach {base_url}: {text}")
@@ -128,8 +128,9 @@ async def preflight(resolved: Resolved, base_urls: dict[str, str], warnings: lis
             if warnings is not None:
                 asks.append(_stream_usage_warning(session, cand, base_urls[cand.name], headers))
         problems = [p for p in await asyncio.gather(*checks) if p is not None]
-        if asks and not problems:
-            warnings.extend(w for w in await asyncio.gather(*asks) if w)  # type: ignore[union-attr]
+        found = await asyncio.gather(*asks)  # asked alongside: an unreachable endpoint just answers None
+        if warnings is not None and not problems:
+            warnings.extend(w for w in found if w)
         return problems
     finally:
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)

@@ -30,6 +30,15 @@ def shown_path(path: Path) -> str:
         return str(path)
 
 
+def _key_line(scenario_path: str, key: str) -> int | None:
+    """The line of a top-level key in the scenario file (None when it cannot be read or is not there)."""
+    try:
+        lines = Path(scenario_path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return next((i for i, line in enumerate(lines, start=1) if line.startswith(f"{key}:")), None)
+
+
 def _resolve(base: Path, name: str) -> Path:
     return Path(name) if os.path.isabs(name) else base / name
 
@@ -40,6 +49,11 @@ def load_workload(scenario: Scenario, scenario_path: str, scenario_dir: Path) ->
     dataset_path = _resolve(scenario_dir, scenario.dataset) if scenario.dataset else None
     items: list[Item] = []
     if dataset_path is not None:
+        if not dataset_path.exists():
+            # blame the scenario's line, and show where the relative path led
+            raise ConfigError([Problem(scenario_path, _key_line(scenario_path, "dataset"), "dataset",
+                                       f"{scenario.dataset}: file not found (tried {dataset_path.resolve()}; "
+                                       "a relative path is read from the scenario file's folder)")])
         try:
             items = load_dataset(dataset_path, shown=shown_path(dataset_path))
         except ConfigError as err:

@@ -61,6 +61,34 @@ ALIASES: dict[str, tuple[str, dict[str, Any], str | None]] = {
 }
 
 
+# promptfoo spells the limit of `cost` and `latency` as `threshold` (USD; milliseconds).
+PROMPTFOO_THRESHOLDS: dict[str, tuple[str, float]] = {"cost": ("max_usd", 1.0), "latency": ("max_s", 1e-3)}
+
+# promptfoo assertions loadbench does not run, and what to use instead (the message a user sees).
+PROMPTFOO_REFUSED: dict[str, str] = {
+    "javascript": "runs JavaScript; write the check in Python (@loadbench.scorer or {type: custom, function: module:function})",
+    "webhook": "sends each response to a URL; a scorer must not reach hosts the operator did not allow: use a Python scorer",
+    "similar": "needs an embedding model; use {type: judge} or a Python scorer with your embedder",
+    "levenshtein": "use {type: match, mode: fuzzy, fuzzy_threshold: 0.85} (a similarity ratio, not an edit distance)",
+    "rouge-n": "n-gram overlap is not built in; use {type: match, mode: fuzzy} or a Python scorer",
+    "bleu": "n-gram overlap is not built in; use {type: match, mode: fuzzy} or a Python scorer",
+    "perplexity": "needs token log-probabilities, which loadbench does not request",
+    "perplexity-score": "needs token log-probabilities, which loadbench does not request",
+    "answer-relevance": "use {type: judge, template: rubric, criterion: ...}",
+    "context-faithfulness": "use {type: judge, template: rubric, criterion: ...}",
+    "context-recall": "use {type: judge, template: rubric, criterion: ...}",
+    "context-relevance": "use {type: judge, template: rubric, criterion: ...}",
+    "g-eval": "use {type: judge, template: rubric, criterion: ...}",
+    "select-best": "compares candidates inside one test; loadbench compares them over the whole run (McNemar)",
+    "human": "use `loadbench review export` / `import` for human labels",
+    "moderation": "needs a moderation endpoint; use {type: judge} or a Python scorer",
+    "classifier": "needs a classifier model; use a Python scorer",
+    "is-xml": "XML is not built in; use a Python scorer", "contains-xml": "XML is not built in; use a Python scorer",
+    "is-sql": "SQL is not built in; use a Python scorer", "contains-sql": "SQL is not built in; use a Python scorer",
+    "is-html": "HTML is not built in; use a Python scorer", "contains-html": "HTML is not built in; use a Python scorer",
+}
+
+
 @dataclass(slots=True)
 class CompiledSpec:
     """One scorer of one item, ready to call: its validated spec and its function with the params bound."""
@@ -119,6 +147,16 @@ def _from_alias(raw: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     if kind.startswith("not-"):
         kind = kind[4:]
         negate = True
+    if kind in PROMPTFOO_REFUSED:
+        raise ValueError(f"the promptfoo assertion {kind!r} is not supported: {PROMPTFOO_REFUSED[kind]}")
+    if kind in PROMPTFOO_THRESHOLDS and "threshold" in raw:
+        field, scale = PROMPTFOO_THRESHOLDS[kind]
+        if field in raw:
+            raise ValueError(f"{kind}: give {field} or promptfoo's threshold, not both")
+        try:
+            raw[field] = float(raw.pop("threshold")) * scale
+        except (TypeError, ValueError):
+            raise ValueError(f"{kind}: threshold must be a number") from None
     if kind in ALIASES:
         target_type, fields, value_key = ALIASES[kind]
         value = raw.pop("value", None)

@@ -47,8 +47,10 @@ def comparison_rows(summary: dict[str, Any]) -> list[tuple[str, list[str]]]:
     def row(label: str, fn: Any) -> None:
         rows.append((label, [fn(c) for c in cands.values()]))
 
-    row("requests sent", lambda c: str(c["requests"]["sent"]))
-    row("ok / errors", lambda c: f'{c["requests"]["ok"]} / {c["requests"]["error_total"]}')
+    # The run's counts include warm-up; accuracy, latency and the error ratio are of the
+    # measurement window: show both counts so the two never seem to disagree.
+    row("requests sent: all / measured", lambda c: f'{c["requests"]["sent"]} / {c["window"]["sent"]}')
+    row("ok / errors (all)", lambda c: f'{c["requests"]["ok"]} / {c["requests"]["error_total"]}')
     row("error ratio", lambda c: "-" if c["error_ratio"] is None else f'{100 * c["error_ratio"]:.1f}%')
     row("dropped / cancelled", lambda c: f'{c["requests"]["dropped"]} / {c["requests"]["cancelled"]}')
     row("offered / achieved qps", lambda c: f'{fmt_rate(c["offered_rate_qps"])} / {fmt_rate(c["achieved_rate_qps"])}')
@@ -270,7 +272,10 @@ def verdict_lines(summary: dict[str, Any]) -> str:
     for name, c in summary["candidates"].items():
         g = c.get("goodput") or {}
         good = ""
-        if g.get("fraction") is not None:
+        # goodput means "on time and correct": with nothing scored and no SLO it would only
+        # restate the success rate under a name that claims more
+        measured = bool(c.get("accuracy")) or bool(slo)
+        if g.get("fraction") is not None and measured:
             good = f"goodput {g['rps']:.2f} req/s ({100 * g['fraction']:.1f}% of attempts on time and correct)" if g.get("rps") is not None \
                 else f"goodput {100 * g['fraction']:.1f}% of attempts"
         s = c.get("slo")
@@ -289,7 +294,7 @@ def verdict_lines(summary: dict[str, Any]) -> str:
         for name, rs in (validity.get("candidates") or {}).items():
             lines += [f"  - {name}: {r}" for r in rs]
     decision = summary.get("decision") or {}
-    if decision.get("summary"):
+    if decision.get("summary") and len(summary["candidates"]) > 1:  # with one candidate there is nothing to pick
         lines.append(decision["summary"])
         for reason in decision.get("reasons", [])[1:]:
             lines.append(f"  + {reason}")

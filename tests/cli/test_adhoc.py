@@ -36,6 +36,10 @@ def test_load_against_a_simulator_writes_the_contract(tmp_path):
         for key in ("lat", "ttft", "itl", "tpot"):
             assert set(c[key]) == {"mean", "p50", "p90", "p99", "max"}
         assert c["lat"]["p50"] < 100 and c["chunks_per_s"] > 40 and c["cpu_s"] > 0
+        # says only what was measured: where the run is, no goodput (nothing scored), no pick of one
+        run_dirs = list((tmp_path / "runs").iterdir())
+        assert f"run directory: {run_dirs[0]}" in proc.stdout
+        assert "goodput" not in proc.stdout and "Recommend" not in proc.stdout
     finally:
         sim.terminate()
         sim.wait(10)
@@ -51,3 +55,19 @@ def test_contract_units_are_milliseconds():
     c = contract(s, 1.5)
     assert c["lat"]["p99"] == pytest.approx(900) and c["tpot"] is None and c["chunks_per_s"] == pytest.approx(20)
     assert c["errors"] == {"timeout": 1} and c["cpu_s"] == 1.5
+
+
+@pytest.mark.parametrize("lag_p99_s, lag_max_s, cpu, expected", [
+    (0.0004, 0.002, 0.3, None),
+    (0.084, 1.05, 0.5, "lagged 84.0 ms at p99 (max 1050 ms)"),
+    (0.001, 0.003, 0.97, "97% of a core"),
+])
+def test_load_says_when_the_client_was_the_bottleneck(lag_p99_s, lag_max_s, cpu, expected):
+    from loadbench.cli.run_cmd import client_bottleneck_notice
+
+    summary = {"client": {"event_loop_lag_s": {"p99": lag_p99_s, "max": lag_max_s}}, "outcome": {"loop_cpu_ratio": cpu}}
+    notice = client_bottleneck_notice(summary)
+    if expected is None:
+        assert notice is None
+    else:
+        assert "client was the bottleneck" in notice and expected in notice and "high" in notice

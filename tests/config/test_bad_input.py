@@ -70,7 +70,9 @@ CASES = {
     "unknown-default-scorer": case(scenario=BASE + "scoring: {default_assert: [{type: exactish}]}\n", expect=["scoring.default_assert[0]", "unknown scorer"]),
     "non-utf8-scenario": case(scenario=b"name: t\nx: \xff\n", expect=["not valid UTF-8"], line=2),
     # --- dataset
-    "missing-dataset-file": case(dataset=None, expect=["d.jsonl", "dataset file not found"]),
+    # the scenario file and its dataset line, and where the relative path led
+    "missing-dataset-file": case(dataset=None, expect=["s.yaml:2: dataset: d.jsonl: file not found (tried ",
+                                                       "d.jsonl; a relative path is read from the scenario file's folder"]),
     "empty-dataset": case(dataset="\n\n", expect=["dataset has no records"]),
     "dataset-bad-json": case(dataset=GOOD_ITEM + "\n{oops}\n", expect=["d.jsonl:2", "not valid JSON"], line=2),
     "dataset-truncated-line": case(dataset=GOOD_ITEM + '\n{"input": "cut', expect=["d.jsonl:2", "truncated"], line=2),

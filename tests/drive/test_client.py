@@ -229,6 +229,8 @@ async def test_connection_refused_is_connect():
     await server.wait_closed()
     r = await call(f"http://127.0.0.1:{port}")
     assert (r.status, r.error_class) == (ERROR, "connect")
+    # in words, the same from both clients (no errno tuple, no aiohttp 'ssl:default' on plain http)
+    assert r.error == f"cannot connect to 127.0.0.1:{port}: connection refused", r.error
 
 
 async def test_name_that_does_not_resolve_is_connect():

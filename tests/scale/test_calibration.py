@@ -52,3 +52,19 @@ load:
     main(["run", str(scenario), "--workers", "1", "--no-metrics", "--quiet", "--out", str(tmp_path / "runs"), "--fail-on", "none"])
     err = capsys.readouterr().err
     assert "warning: the scenario offers" in err and "calibrated ceiling" in err
+
+
+def test_a_measurement_without_a_rate_is_explained_not_a_crash(tmp_path, monkeypatch, capsys):
+    """Seen once in the suite: no request finished inside the window, throughput was missing and
+    formatting it raised TypeError.  Now: a message, exit 3, nothing saved."""
+    import loadbench.cli.calibrate as calibrate
+
+    async def no_rate(seconds, concurrency, chunks, log):
+        raise calibrate.CalibrationFailed("no request finished in the 1 s measurement window (0 sent): try a longer --seconds")
+
+    monkeypatch.setenv("LOADBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(calibrate, "measure", no_rate)
+    assert main(["calibrate", "--seconds", "1"]) == 3
+    err = capsys.readouterr().err
+    assert "try a longer --seconds" in err and "nothing was saved" in err and "Traceback" not in err
+    assert not (tmp_path / "cache" / "calibration.json").exists()

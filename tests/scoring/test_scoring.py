@@ -183,3 +183,31 @@ async def test_a_registered_scorer_can_ask_for_the_judge_client():
         scorer("match")
     with pytest.raises(ValueError, match="built-in"):
         scorer("contains")
+
+
+@pytest.mark.parametrize("raw, field, value", [
+    ({"type": "cost", "threshold": 0.01}, "max_usd", 0.01),  # promptfoo's spelling
+    ({"type": "latency", "threshold": 5000}, "max_s", 5.0),  # milliseconds in promptfoo
+    ({"type": "latency", "value": 250}, "max_s", 0.25),
+    ({"type": "cost", "max_usd": 0.02}, "max_usd", 0.02),  # loadbench's own spelling still works
+])
+def test_promptfoo_thresholds_are_accepted(raw, field, value):
+    assert getattr(compile_spec(raw).spec, field) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("kind, hint", [
+    ("javascript", "Python"), ("webhook", "hosts"), ("similar", "embedding"), ("levenshtein", "fuzzy"),
+    ("not-similar", "embedding"), ("g-eval", "judge"),
+])
+def test_unsupported_promptfoo_assertions_are_refused_with_what_to_use(kind, hint):
+    with pytest.raises(ValueError, match="is not supported") as err:
+        compile_spec({"type": kind, "value": "x"})
+    assert hint in str(err.value)
+
+
+def test_the_promptfoo_table_in_the_docs_lists_every_accepted_and_refused_name():
+    from loadbench.scoring.registry import ALIASES, PROMPTFOO_REFUSED
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "scoring.md").read_text()
+    for name in [*ALIASES, *PROMPTFOO_REFUSED]:
+        assert f"`{name}`" in text, name

@@ -159,3 +159,18 @@ def test_sim_command_tells_a_person_the_base_url(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+async def test_openai_evals_items_with_a_message_list_input_are_found(serve_app):
+    """OpenAI-evals lines put the system message and the question in `input` as a list, with `ideal`:
+    the simulator finds those items too (a demo on such a set must not read 0%)."""
+    items = [Item.model_validate({"input": [{"role": "system", "content": "Answer with one word."},
+                                            {"role": "user", "content": f"Question number {i}?"}],
+                                  "ideal": f"answer{i}"}) for i in range(6)]
+    base = await serve_app(build_app(PERFECT, items, seed=1))
+    async with aiohttp.ClientSession() as session:
+        for i, item in enumerate(items):
+            messages = [{"role": m.role, "content": m.content} for m in item.input]
+            async with session.post(base + "/v1/chat/completions", json={"messages": messages}) as resp:
+                body = await resp.json()
+            assert body["choices"][0]["message"]["content"].strip() == f"answer{i}", body
