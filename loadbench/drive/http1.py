@@ -28,9 +28,12 @@ def connect_error_text(host: str, port: int | None, exc: BaseException) -> str:
         reason = exc.strerror
     else:
         reason = str(exc) or type(exc).__name__
-    if isinstance(exc, ssl.SSLError):
-        reason = f"TLS handshake failed ({exc.reason or exc})"
-    return f"cannot connect to {host}:{port}: {reason[:1].lower() + reason[1:]}"
+    reason = reason[:1].lower() + reason[1:]
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = f"the server's TLS certificate did not verify ({exc.verify_message or exc.reason})"
+    elif isinstance(exc, ssl.SSLError):
+        reason = f"the TLS handshake failed ({exc.reason or exc})"
+    return f"cannot connect to {host}:{port}: {reason}"
 
 
 class ConnectFailed(Exception):
