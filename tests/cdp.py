@@ -94,3 +94,18 @@ class Browser:
 
     async def dom(self) -> str:
         return await self.eval("document.documentElement.outerHTML") or ""
+
+    async def boxes(self, selector: str) -> list[dict[str, float]]:
+        """Page coordinates of every element the selector finds."""
+        return await self.eval(
+            f"Array.from(document.querySelectorAll({selector!r})).map(e => {{const r = e.getBoundingClientRect(); "
+            "return {x: r.left + window.scrollX, y: r.top + window.scrollY, width: r.width, height: r.height}; })") or []
+
+    async def screenshot(self, clip: dict[str, float] | None = None) -> bytes:
+        """A PNG of the page, or of one region of it (page coordinates)."""
+        import base64
+
+        params: dict[str, Any] = {"format": "png", "captureBeyondViewport": True}
+        if clip is not None:
+            params["clip"] = {**clip, "scale": 1}
+        return base64.b64decode((await self.call("Page.captureScreenshot", session=True, **params))["data"])

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-import math
 from html import escape
 from pathlib import Path
 from typing import Any
 
-from ..config.files import write_atomic
+import jinja2
+from markupsafe import Markup
+
+from ..config.files import read_json, write_atomic
+from ..config.slo_clauses import parse_clauses
+from .report_charts import cost_chart, error_charts, quality_charts, spectrum_chart, time_charts
+from .report_data import ReportData, collect
 from .server_view import server_html, server_markdown
-from .svgchart import bar_chart, line_chart
-from .sweep_text import sweep_table
-from .text import comparison_rows, fmt_s, fmt_usd, quality_details, session_tables, verdict_lines
+from .svgchart import Band, Rule, line_chart
+from .sweep_text import server_at_knee, sweep_table
+from .text import comparison_rows, fmt_s, fmt_usd, quality_details, session_tables, slo_value, verdict_lines
+
+TEMPLATES = Path(__file__).parent / "templates"
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;color:#111827;max-width:1100px;margin:24px auto;padding:0 16px}
@@ -22,6 +29,56 @@ td:first-child,th:first-child{text-align:left}th{background:#f9fafb}
 .bad{border-color:#dc2626;background:#fef2f2}.ok{color:#16a34a}.fail{color:#dc2626;font-weight:600}
 .meta{color:#6b7280;font-size:12px}.charts svg{margin:6px 12px 6px 0;border:1px solid #f3f4f6}
 pre{background:#f9fafb;padding:8px;overflow-x:auto;font-size:12px}
+.toc{font-size:13px;margin:8px 0}.v-pass{color:#16a34a}.v-fail{color:#dc2626}.v-inconclusive,.v-unscored{color:#b45309}
+table.slo td,table.slo th,table.drill td,table.drill th{text-align:left;vertical-align:top}table.drill{font-size:12px;width:100%}
+table.drill td.text{min-width:220px;max-width:360px;white-space:pre-wrap;word-break:break-word}table.drill td.why{max-width:260px}
+table.drill th[data-sort]{cursor:pointer}table.drill th[data-sort]:after{content:" ⇅";color:#9ca3af}
+.filters{display:flex;flex-wrap:wrap;gap:8px 16px;align-items:center;margin:8px 0;font-size:12px}
+details summary{cursor:pointer}td.id{font-family:ui-monospace,monospace}
+"""
+
+# Filters and sorting for the drill-down tables; static text (no data in it), inline so the page works offline.
+SCRIPT = """
+(function () {
+  var table = document.getElementById('failed-table');
+  if (!table) return;
+  var body = table.tBodies[0];
+  var rows = Array.prototype.slice.call(body.rows);
+  var controls = Array.prototype.slice.call(document.querySelectorAll('#failed-filters [data-filter]'));
+  var count = document.getElementById('failed-count');
+  function has(list, value) { return (' ' + list.toLowerCase() + ' ').indexOf(' ' + value + ' ') >= 0; }
+  function apply() {
+    var want = {};
+    controls.forEach(function (c) { want[c.getAttribute('data-filter')] = c.value.trim().toLowerCase(); });
+    var shown = 0;
+    rows.forEach(function (r) {
+      var ok = (!want.candidate || r.getAttribute('data-candidate').toLowerCase() === want.candidate)
+        && (!want.scorers || has(r.getAttribute('data-scorers'), want.scorers))
+        && (!want.tags || has(r.getAttribute('data-tags'), want.tags))
+        && (!want.classes || has(r.getAttribute('data-classes'), want.classes))
+        && (!want.text || r.textContent.toLowerCase().indexOf(want.text) >= 0);
+      r.hidden = !ok;
+      if (ok) shown += 1;
+    });
+    count.textContent = shown + ' of ' + rows.length + ' shown';
+  }
+  controls.forEach(function (c) { c.addEventListener('input', apply); c.addEventListener('change', apply); });
+  Array.prototype.forEach.call(table.querySelectorAll('th[data-sort]'), function (th) {
+    th.addEventListener('click', function () {
+      var idx = Array.prototype.indexOf.call(th.parentNode.children, th);
+      var numeric = th.getAttribute('data-sort') === 'num';
+      var dir = th.getAttribute('data-dir') === 'asc' ? -1 : 1;
+      th.setAttribute('data-dir', dir === 1 ? 'asc' : 'desc');
+      function key(r) {
+        var cell = r.cells[idx];
+        return numeric ? parseFloat(cell.getAttribute('data-value') || '0') : cell.textContent.trim().toLowerCase();
+      }
+      rows.sort(function (a, b) { var x = key(a), y = key(b); return (x < y ? -1 : x > y ? 1 : 0) * dir; });
+      rows.forEach(function (r) { body.appendChild(r); });
+    });
+  });
+  apply();
+})();
 """
 
 
@@ -35,10 +92,6 @@ def _html_table(headers: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _spectrum_ticks() -> list[tuple[float, str]]:
-    return [(-math.log10(1 - p / 100), label) for p, label in ((0, "0%"), (90, "90%"), (99, "99%"), (99.9, "99.9%"), (99.99, "99.99%"))]
 
 
 def _arrival_text(summary: dict[str, Any]) -> str:
@@ -73,62 +126,64 @@ def run_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def run_html(summary: dict[str, Any]) -> str:
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.ChainableUndefined,
+                             trim_blocks=True, lstrip_blocks=True)
+    env.globals.update(fmt_s=fmt_s, fmt_usd=fmt_usd)
+    return env
+
+
+ENV = _env()
+
+
+def _slo_rows(cands: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for name, c in cands.items():
+        for r in (c.get("slo") or {}).get("clauses") or []:
+            lo, hi = r.get("ci_low"), r.get("ci_high")
+            interval = "-" if (lo, hi) == (None, None) else (
+                f"{'-' if lo is None else slo_value({**r, 'measured': lo})} .. {'unbounded' if hi is None else slo_value({**r, 'measured': hi})}")
+            more = r.get("more_samples")
+            rows.append({"candidate": name, "clause": r["clause"], "verdict": r.get("verdict") or "-",
+                         "measured": slo_value(r), "interval": interval, "n": r.get("n") or 0,
+                         "more": f"about {more:,} more requests" if more else ("decided" if r.get("verdict") in ("pass", "fail") else "-")})
+    return rows
+
+
+def _goodput_lines(cands: dict[str, Any], measured: bool) -> list[str]:
+    out = []
+    for name, c in cands.items():
+        g = c.get("goodput") or {}
+        if measured and g.get("fraction") is not None:
+            rate = f"{g['rps']:.2f} req/s, " if g.get("rps") is not None else ""
+            out.append(f"{name}: goodput {rate}{100 * g['fraction']:.1f}% of attempts on time and correct")
+    return out
+
+
+def _facets(data: ReportData) -> dict[str, list[str]]:
+    return {"scorers": sorted({n for f in data.failed for n in f.scorer_names}),
+            "tags": sorted({t for f in data.failed for t in f.tags}),
+            "classes": sorted({c for f in data.failed for c in f.error_classes})}
+
+
+def run_html(summary: dict[str, Any], data: ReportData | None = None) -> str:
+    """The self-contained page: every chart inline SVG, the drill-down filtered by a little inline script."""
     cands = summary["candidates"]
-    names = list(cands)
-    rows = [[label, *cells] for label, cells in comparison_rows(summary)]
-    decision = summary.get("decision") or {}
-    validity = summary.get("validity") or {}
-    charts = []
-    charts.append(line_chart(
-        "Latency percentile spectrum",
-        [(n, [(-math.log10(max(1 - p / 100, 1e-5)), v) for p, v in c.get("latency_spectrum") or []]) for n, c in cands.items()],
-        x_label="percentile", y_label="latency (s), from intended send", x_ticks=_spectrum_ticks(), y_fmt=lambda v: fmt_s(v),
-    ))
-    classes = sorted({k for c in cands.values() for k in (c["requests"]["errors"] or {})} |
-                     {k for c in cands.values() for k in (c.get("quality_error_classes") or {})})
-    if classes:
-        charts.append(bar_chart("Error classes", classes[:12],
-                                [(n, [float((c["requests"]["errors"] or {}).get(k, 0) + (c.get("quality_error_classes") or {}).get(k, 0))
-                                      for k in classes[:12]]) for n, c in cands.items()], y_label="count"))
-    charts.append(bar_chart("Cost", ["per task", "per correct task"],
-                            [(n, [c["cost_usd"].get("per_request") or 0.0, c["cost_usd"].get("per_correct") or 0.0]) for n, c in cands.items()],
-                            y_fmt=fmt_usd, y_label="USD"))
-    tags = sorted({t for c in cands.values() for t in (c.get("by_tag") or {})})
-    tag_rows = [[t, *[_acc((cands[n].get("by_tag") or {}).get(t)) for n in names]] for t in tags]
-    verdicts = verdict_lines(summary)
-    details = quality_details(summary)
-    box_class = "box bad" if not validity.get("valid", True) else "box"
-    html = [
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>loadbench run {escape(str(summary.get('run_id')))}</title><style>{CSS}</style></head><body>",
-        f"<h1>loadbench run {escape(str(summary.get('run_id')))}</h1>",
-        f"<p class='meta'>scenario {escape(str(summary.get('scenario')))} · {escape(str(summary.get('mode')))} · "
-        f"{escape(_arrival_text(summary))} · "
-        f"started {escape(str(summary.get('started_at')))} · loadbench {escape(str((summary.get('provenance') or {}).get('loadbench')))}</p>",
-    ]
-    insecure = [n for n, c in cands.items() if c.get("tls_verify") is False]
-    if insecure:
-        html.append(f"<div class='box bad'>TLS certificate verification was OFF (insecure: true) for: {escape(', '.join(insecure))}</div>")
-    if decision.get("summary"):
-        html.append(f"<div class='{box_class}'><b>{escape(decision['summary'])}</b>")
-        if decision.get("reasons") or decision.get("caveats"):
-            html.append("<ul>" + "".join(f"<li>{escape(r)}</li>" for r in decision.get("reasons", [])[1:])
-                        + "".join(f"<li>⚠ {escape(c)}</li>" for c in decision.get("caveats", [])) + "</ul>")
-        html.append("</div>")
-    html += ["<h2>Comparison</h2>", _html_table(["", *names], rows),
-             "<p class='meta'>Latency is measured from the intended send time; service time from the actual send. "
-             "* marks a percentile with too few samples.</p>"]
-    for title, headers, table_rows in session_tables(summary):
-        html += [f"<h2>{escape(title.capitalize())}</h2>", _html_table(headers, [[label, *cells] for label, cells in table_rows])]
-    if verdicts or details:
-        html += ["<h2>SLO, goodput and quality</h2>", f"<pre>{escape(verdicts)}\n\n{escape(details)}</pre>"]
-    html += ["<h2>Charts</h2>", "<div class='charts'>", *charts, "</div>"]
-    html += server_html(summary, _html_table)
-    if tag_rows:
-        html += ["<h2>Accuracy by tag and prompt length</h2>", _html_table(["tag", *names], tag_rows)]
-    html.append("</body></html>")
-    return "".join(html)
+    data = data or ReportData([], 0, [], 0, {}, float((summary.get("window") or {}).get("warmup_s") or 0.0))
+    bucket = next((tl.bucket_s for tl in data.timelines.values()), 1.0)
+    server = "".join(server_html(summary, _html_table))
+    return ENV.get_template("run.html.j2").render(
+        s=summary, css=Markup(CSS), arrival=_arrival_text(summary), names=list(cands),
+        rows=comparison_rows(summary), sessions=session_tables(summary), decision=summary.get("decision") or {"reasons": [], "caveats": []},
+        validity=summary.get("validity") or {}, insecure=[n for n, c in cands.items() if c.get("tls_verify") is False],
+        slo_rows=_slo_rows(cands), goodput=_goodput_lines(cands, bool(summary.get("slo")) or any(c.get("accuracy") for c in cands.values())),
+        bucket=f"{bucket:g} s", time_charts=[Markup(c) for c in time_charts(data)],
+        distribution_charts=[Markup(spectrum_chart(cands)), Markup(cost_chart(summary))],
+        quality_charts=[Markup(c) for c in quality_charts(summary)], details=quality_details(summary),
+        error_charts=[Markup(c) for c in error_charts(summary)], server=Markup(server), data=data, facets=_facets(data),
+        footer=f"{summary.get('mode')}, {_arrival_text(summary)}, warm-up {(summary.get('load') or {}).get('warmup_s')} s excluded; "
+               "latency is measured from the intended send time.",
+        script=Markup(SCRIPT))
 
 
 def _acc(group: dict[str, Any] | None) -> str:
@@ -139,8 +194,10 @@ def _acc(group: dict[str, Any] | None) -> str:
 
 def write_run_reports(run_dir: Path, summary: dict[str, Any]) -> list[Path]:
     md, html = run_dir / "report.md", run_dir / "report.html"
+    meta_path = run_dir / "run.json"
+    meta = read_json(meta_path) if meta_path.exists() else {}
     write_atomic(md, run_markdown(summary).encode())
-    write_atomic(html, run_html(summary).encode())
+    write_atomic(html, run_html(summary, collect(run_dir, meta, summary)).encode())
     return [md, html]
 
 
@@ -149,27 +206,39 @@ def sweep_markdown(result: dict[str, Any]) -> str:
             f"```\n{sweep_table(result)}\n```\n")
 
 
+def _slo_rules(slo: list[str], metric: str, stat: str) -> list[Rule]:
+    """The SLO's bound on this metric and statistic, as a line across the chart."""
+    return [Rule(c.threshold, f"SLO {c.text}") for c in parse_clauses(slo)
+            if c.metric == metric and c.stat == stat and c.op in ("<=", "<")]
+
+
 def sweep_html(result: dict[str, Any]) -> str:
     cands = result["candidates"]
-    charts = []
 
     def curve(key: str, sub: str | None = None) -> list[tuple[str, list[tuple[float, float]]]]:
         out = []
         for name, c in cands.items():
-            pts = []
-            for r in c["curve"]:
-                v = r[key][sub] if sub else r[key]
-                if v is not None:
-                    pts.append((r["offered_qps"], v))
-            out.append((f"{name}{' ' + sub if sub else ''}", sorted(pts)))
+            pts = sorted((r["offered_qps"], r[key][sub] if sub else r[key]) for r in c["curve"]
+                         if (r[key][sub] if sub else r[key]) is not None)
+            out.append((f"{name}{' ' + sub if sub else ''}", pts))
         return out
 
-    charts.append(line_chart("Latency vs offered rate", curve("latency_s", "p50") + curve("latency_s", "p95") + curve("latency_s", "p99"),
-                             x_label="offered rate (req/s)", y_label="latency (s)", y_fmt=fmt_s))
-    charts.append(line_chart("Accuracy vs offered rate", curve("accuracy"), x_label="offered rate (req/s)", y_label="accuracy",
-                             y_fmt=lambda v: f"{100 * v:.0f}%"))
-    charts.append(line_chart("Goodput vs offered rate", curve("goodput_rps"), x_label="offered rate (req/s)",
-                             y_label="on-time correct req/s"))
+    bands = []
+    for name, c in cands.items():
+        cap = c.get("capacity") or {}
+        if cap.get("low_qps") is not None and cap.get("high_qps") is not None:
+            bands.append(Band(cap["low_qps"], cap["high_qps"], f"{name} capacity", "#e0e7ff"))
+    slo = result.get("slo") or []
+    charts = [
+        line_chart("Latency p95 vs offered rate", curve("latency_s", "p95"), x_label="offered rate (req/s)", y_label="latency p95",
+                   y_seconds=True, bands=bands, rules=_slo_rules(slo, "latency", "p95")),
+        line_chart("Latency p50 / p99 vs offered rate", curve("latency_s", "p50") + curve("latency_s", "p99"),
+                   x_label="offered rate (req/s)", y_label="latency", y_seconds=True, bands=bands),
+        line_chart("Goodput vs offered rate", curve("goodput_rps"), x_label="offered rate (req/s)", y_label="on-time correct req/s",
+                   bands=bands),
+        line_chart("Accuracy vs offered rate", curve("accuracy"), x_label="offered rate (req/s)", y_label="accuracy",
+                   y_fmt=lambda v: f"{100 * v:.0f}%", bands=bands),
+    ]
     rows = []
     for name, c in cands.items():
         p = c.get("projection") or {}
@@ -179,17 +248,12 @@ def sweep_html(result: dict[str, Any]) -> str:
                      "-" if not c.get("knee_qps") else f"{c['knee_qps']:g}", str(p.get("replicas", "-")),
                      fmt_usd((p.get("api") or {}).get("cost_per_task")), fmt_usd((p.get("api") or {}).get("monthly_usd")),
                      fmt_usd((p.get("self_hosted") or {}).get("monthly_usd"))])
-    return "".join([
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>loadbench sweep {escape(str(result.get('sweep_id')))}</title><style>{CSS}</style></head><body>",
-        f"<h1>loadbench sweep {escape(str(result.get('sweep_id')))}</h1>",
-        f"<p class='meta'>SLO: {escape('; '.join(result.get('slo') or []) or '(none)')} · arrivals {escape(str(result.get('arrival')))}</p>",
-        "<h2>Capacity</h2>",
-        _html_table(["candidate", "capacity bracket (req/s)", "estimate req/s", "max sustainable req/s", "knee req/s", "replicas", "API $/task", "API $/month", "self-hosted $/month"], rows),
-        "<h2>Charts</h2><div class='charts'>", *charts, "</div>",
-        f"<h2>Steps</h2><pre>{escape(sweep_table(result))}</pre>",
-        "</body></html>",
-    ])
+    confidence = next((f"{100 * (c.get('capacity') or {}).get('confidence', 0.95):g}%" for c in cands.values()), "95%")
+    return ENV.get_template("sweep.html.j2").render(
+        r=result, css=Markup(CSS), rows=rows, charts=[Markup(c) for c in charts], steps=sweep_table(result),
+        headers=["candidate", "capacity bracket (req/s)", "estimate req/s", "max sustainable req/s", "knee req/s", "replicas",
+                 "API $/task", "API $/month", "self-hosted $/month"],
+        server_lines=[f"{n}: server {line}" for n, c in cands.items() if (line := server_at_knee(c))], confidence=confidence)
 
 
 def _bracket_text(cap: dict[str, Any]) -> str:

@@ -321,17 +321,17 @@ def _clause_detail(r: dict[str, Any]) -> str:
     lo, hi = r.get("ci_low"), r.get("ci_high")
     interval = ""
     if (lo, hi) != (None, None) and lo != hi:
-        fmt_lo = "-" if lo is None else _slo_value({**r, "measured": lo})
-        fmt_hi = "unbounded" if hi is None else _slo_value({**r, "measured": hi})
+        fmt_lo = "-" if lo is None else slo_value({**r, "measured": lo})
+        fmt_hi = "unbounded" if hi is None else slo_value({**r, "measured": hi})
         interval = f", 95% interval {fmt_lo} .. {fmt_hi}"
-    text = f"{r['clause']}: measured {_slo_value(r)}{interval}, n={r.get('n') or 0}"
+    text = f"{r['clause']}: measured {slo_value(r)}{interval}, n={r.get('n') or 0}"
     if r.get("verdict") == "inconclusive":
         more = r.get("more_samples")
         text += f"; about {more:,} more samples would settle it" if more else "; the estimate sits on the threshold"
     return text
 
 
-def _slo_value(r: dict[str, Any]) -> str:
+def slo_value(r: dict[str, Any]) -> str:
     v = r.get("measured")
     if v is None:
         return "not measured"

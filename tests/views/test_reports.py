@@ -93,12 +93,73 @@ def test_markdown_report_has_the_decision_and_the_table(demo_run):
 def test_run_report_renders_in_chromium(demo_run, tmp_path):
     html = demo_run / "report.html"
     text = html.read_text()
-    assert "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "") and "<script" not in text  # offline, self-contained
-    assert text.count("<svg") >= 3
+    # offline and self-contained: no fetch, no external script; the one inline script filters the tables
+    assert "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "") and "<script src" not in text
+    assert text.count("<script") == 1 and text.count("<svg") >= 10
     stderr = screenshot(html, tmp_path / "run.png", tmp_path)
     console = [line for line in stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert not console, console
     assert colourful_pixels(tmp_path / "run.png") > 2000  # the charts drew lines and bars
+
+
+def test_every_failed_item_is_findable_with_its_failing_scorer(demo_run):
+    """The drill-down's promise: each failed or unscored (candidate, item) of the window is in
+    report.html, in a row naming the candidate, the item and the scorer that failed it."""
+    import html as html_lib
+    import json
+    import re
+
+    text = (demo_run / "report.html").read_text()
+    rows = re.findall(r'<tr data-candidate="([^"]*)" data-scorers="([^"]*)".*?<td class="id">([^<(]*)', text, flags=re.S)
+    found = {(html_lib.unescape(c), html_lib.unescape(i).strip()): set(html_lib.unescape(sc).split()) for c, sc, i in rows}
+    expected = 0
+    for line in (demo_run / "results.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if not r["in_window"] or r["verdict"] not in ("fail", "unscored") or r["phase"] == "tool":
+            continue
+        expected += 1
+        scorers = found.get((r["candidate"], r["item_id"]))
+        assert scorers is not None, (r["candidate"], r["item_id"])
+        bad = {s["name"] for s in r["scores"] if s["status"] in ("fail", "unscored")}
+        assert bad & scorers, (r["item_id"], bad, scorers)
+    assert expected > 10 and f"{expected} (candidate, item) records" in text
+
+
+@needs_chromium
+async def test_drill_down_filters_and_every_chart_draws(demo_run, tmp_path):
+    """In Chromium: no console errors; every chart is drawn (none empty, each with coloured pixels in
+    its own screenshot: a broken or blank chart fails here); the filters narrow the table."""
+    from tests.cdp import Browser
+
+    async with Browser(CHROMIUM, tmp_path / "profile") as b:
+        await b.call("Emulation.setDeviceMetricsOverride", session=True, width=1200, height=900, deviceScaleFactor=1, mobile=False)
+        await b.goto((demo_run / "report.html").as_uri())
+        assert not [c for c in b.console if "rror" in c or "exception" in c], b.console
+        titles = await b.eval("Array.from(document.querySelectorAll('svg[data-chart]')).map(s => s.getAttribute('data-chart'))")
+        empty = await b.eval("Array.from(document.querySelectorAll('svg [data-empty]')).length")
+        assert len(titles) >= 12 and empty == 0, titles
+        for needed in ("Latency percentile spectrum", "latency over time", "throughput and errors", "Accuracy by tag",
+                       "Accuracy by prompt length", "Accuracy vs cost per correct", "Quality failures by class", "server KV-cache usage"):
+            assert any(needed in t for t in titles), needed
+        for i, box in enumerate(await b.boxes("svg[data-chart]")):
+            shot = tmp_path / f"chart{i}.png"
+            shot.write_bytes(await b.screenshot(box))
+            assert colourful_pixels(shot) > 40, titles[i]
+        total = await b.eval("document.querySelectorAll('#failed-table tbody tr').length")
+        shown = lambda: b.eval("Array.from(document.querySelectorAll('#failed-table tbody tr')).filter(r => !r.hidden).length")
+        assert await shown() == total > 10
+        await b.eval("(() => { const s = document.querySelector('[data-filter=candidate]'); s.value = 'small-fast'; "
+                     "s.dispatchEvent(new Event('change')); })()")
+        only_small = await shown()
+        assert 0 < only_small < total
+        assert await b.eval("Array.from(document.querySelectorAll('#failed-table tbody tr')).filter(r => !r.hidden)"
+                            ".every(r => r.getAttribute('data-candidate') === 'small-fast')")
+        await b.eval("(() => { const s = document.querySelector('[data-filter=classes]'); s.value = 'match.mismatch'; "
+                     "s.dispatchEvent(new Event('change')); })()")
+        assert 0 < await shown() <= only_small
+        assert "shown" in await b.eval("document.getElementById('failed-count').textContent")
+        await b.eval("document.querySelector('#failed-table th[data-sort=num]').click()")  # sorting works without errors
+        assert not [c for c in b.console if "rror" in c or "exception" in c], b.console
 
 
 @needs_chromium
