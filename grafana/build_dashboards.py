@@ -17,16 +17,23 @@ BY = "run_id, candidate"
 
 
 def variables() -> list[dict[str, Any]]:
+    # Shaped as Grafana's own Dashboard type (@grafana/schema) has them: `current` with text and
+    # value (empty: Grafana picks on load), `allValue` only where "All" is offered, no `definition`.
+    unset = {"text": "", "value": ""}
+
     def query(name: str, label: str, expr: str, *, multi: bool, include_all: bool) -> dict[str, Any]:
-        return {
+        var: dict[str, Any] = {
             "name": name, "label": label, "type": "query", "datasource": DS,
-            "query": {"query": expr, "refId": f"{name}-var"}, "definition": expr,
+            "query": {"query": expr, "refId": f"{name}-var"},
             "refresh": 2, "sort": 2 if name == "run_id" else 1, "multi": multi, "includeAll": include_all,
-            "allValue": ".*" if include_all else None, "current": {}, "options": [], "hide": 0,
+            "current": dict(unset), "options": [], "hide": 0,
         }
+        if include_all:
+            var["allValue"] = ".*"
+        return var
 
     return [
-        {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus", "current": {},
+        {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus", "current": dict(unset),
          "hide": 0, "refresh": 1, "options": []},
         query("run_id", "Run", "label_values(loadbench_run_info, run_id)", multi=True, include_all=False),
         query("scenario", "Scenario", 'label_values(loadbench_run_info{run_id=~"$run_id"}, scenario)', multi=True, include_all=True),

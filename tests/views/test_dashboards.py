@@ -112,3 +112,29 @@ def test_provisioning_files():
     assert "grafana/provisioning" in mounts and "grafana/dashboards" in mounts
     prom = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
     assert any(j.get("honor_labels") for j in prom["scrape_configs"])
+
+
+@pytest.mark.parametrize("name", sorted(build_dashboards.build()))
+def test_dashboards_conform_to_grafanas_published_dashboard_type(name):
+    """Grafana cannot run here: check against the Dashboard type Grafana publishes on npm
+    (@grafana/schema), as a JSON Schema that scripts/grafana_schema.py makes (scripts/test runs it)."""
+    import json
+    import sys
+
+    import jsonschema
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import grafana_schema
+
+    path = grafana_schema.schema_path()
+    assert path.exists(), f"{path} is missing: python scripts/grafana_schema.py makes it (needs npm)"
+    schema = json.loads(path.read_text())
+    dashboard = json.loads((ROOT / "grafana" / "dashboards" / name).read_text())
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message[:160]}"
+              for e in jsonschema.Draft7Validator(schema).iter_errors(dashboard)]
+    assert not errors, errors
+    # and the check has teeth: the shapes the dashboards once had are refused
+    broken = json.loads(json.dumps(dashboard))
+    broken["templating"]["list"][1]["current"] = {}
+    broken["templating"]["list"][1]["allValue"] = None
+    assert len(list(jsonschema.Draft7Validator(schema).iter_errors(broken))) >= 2
