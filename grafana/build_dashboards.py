@@ -195,6 +195,13 @@ def comparison_dashboard() -> dict[str, Any]:
         target(f"max by (candidate) (loadbench_server_kv_cache_usage_ratio{{{M}}})")]), 8, 8)
     lay.add(timeseries("Client latency p95 beside the server", "The headline latency again, beside the server's gauges.", "s", [
         target(f"histogram_quantile(0.95, sum by (le, candidate) (rate(loadbench_request_duration_seconds_bucket{{{M}}}[$__rate_interval])))")]), 8, 8)
+    lay.row("Fidelity: format variants")
+    lay.add(timeseries("Accuracy by format variant", "The same items asked another way (options shuffled, no options, "
+                       "JSON answer, noise, masked-option probe): a large spread is format sensitivity; a drop under "
+                       "shuffling is a contamination signal (docs/fidelity.md).", "percentunit", [
+        target(f'sum by (candidate, variant) (loadbench_eval_variant_answers_total{{{M}, verdict="pass"}}) / '
+               f'sum by (candidate, variant) (loadbench_eval_variant_answers_total{{{M}, verdict=~"pass|fail"}})',
+               "{{candidate}} {{variant}}")]), 24, 8)
     lay.row("Load and errors")
     lay.add(timeseries("Offered vs achieved rate", "Configured arrival rate and the rate requests were actually sent.", "reqps", [
         target(f"max by (candidate) (loadbench_offered_rate_requests_per_second{{{M}}})", "{{candidate}} offered"),

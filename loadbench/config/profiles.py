@@ -30,6 +30,12 @@ class Profile:
     prefix_cache_blocks: int = 0  # automatic prefix caching: blocks of PREFIX_BLOCK tokens kept (0: off)
     agent_loop_share: float = 0.35  # of the agentic items it gets wrong, the share where it never stops calling
     agent_retry_p: float = 0.5  # chance to repeat a call verbatim after an error result
+    # Format sensitivity and contamination (fidelity variants): the share of multiple-choice questions
+    # answered by the position the answer had in the published test (a memorised set), accuracy kept
+    # when the options are not shown, and the chance to reproduce an option hidden as [MASK].
+    position_memory: float = 0.0
+    open_ended_factor: float = 1.0
+    contamination: float = 0.0
 
 
 PROFILES: dict[str, Profile] = {
@@ -42,6 +48,7 @@ PROFILES: dict[str, Profile] = {
             decode_per_token_s=0.008, decode_slowdown=1.0, accuracy=0.74,
             filler_tokens=60, input_per_mtok=0.15, output_per_mtok=0.60, cached_input_per_mtok=0.075,
             long_context_decay=0.45, prefix_cache_blocks=16_384,
+            position_memory=0.6, open_ended_factor=0.8, contamination=0.55,  # it has seen the public set
         ),
         Profile(
             name="large-accurate",
@@ -49,7 +56,7 @@ PROFILES: dict[str, Profile] = {
             slots=12, prefill_base_s=0.06, prefill_per_token_s=0.00015,
             decode_per_token_s=0.022, decode_slowdown=1.5, accuracy=0.91,
             filler_tokens=60, input_per_mtok=2.50, output_per_mtok=10.0, cached_input_per_mtok=1.25,
-            long_context_decay=0.12, prefix_cache_blocks=8_192,
+            long_context_decay=0.12, prefix_cache_blocks=8_192, open_ended_factor=0.95,
         ),
         Profile(
             name="medium",

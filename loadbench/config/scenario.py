@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import ConfigError, Problem, format_loc
 from .faults import FaultSpec
+from .fidelity import Fidelity
 from .server_metrics import ServerMetrics
 
 
@@ -69,6 +70,7 @@ class Candidate(_Strict):
     # fast: loadbench's lean HTTP/1.1 client (keep-alive, llhttp parser); aiohttp: aiohttp's client
     http_client: Literal["fast", "aiohttp"] = "fast"
     server_metrics: ServerMetrics | None = None  # the deployment's own /metrics, scraped during the run
+    public_scores: dict[str, float] = Field(default_factory=dict)  # e.g. {mmlu: 78.1}, read off a model card
 
     @model_validator(mode="after")
     def _endpoint(self) -> Candidate:
@@ -80,7 +82,6 @@ class Candidate(_Strict):
 
     _url = field_validator("base_url")(classmethod(lambda cls, v: _check_url(v)))
     _no_scrape = field_validator("server_metrics", mode="before")(classmethod(lambda cls, v: None if v is False else v))
-
     _headers = field_validator("headers")(classmethod(lambda cls, v: _check_headers(v)))
 
 
@@ -286,6 +287,7 @@ class Scenario(_Strict):
     decision: Decision = Field(default_factory=Decision)
     abort_on: list[AbortRule] = Field(default_factory=list)
     output: Output = Field(default_factory=Output)
+    fidelity: Fidelity | None = None  # format variants and contamination probes (docs/fidelity.md)
 
     @field_validator("slo")
     @classmethod

@@ -32,6 +32,7 @@ from ..pacing.results_log import ResultsLog
 from ..pacing.runner import Lane, Plan, Runner, RunOutcome
 from ..plan.resolve import NS_PER_S, Resolved, build_judge_settings, build_plan, new_run_id
 from ..scale.workers import PoolBase, WorkerPool, worker_spec
+from ..stats.fidelity import add_fidelity
 from ..stats.hdr import HlogWriter
 from ..stats.quality import QualityAggregator
 from ..stats.recorder import Recorder
@@ -119,7 +120,8 @@ async def execute(
     metrics = metrics or MetricsOptions(port=None)
     async with contextlib.AsyncExitStack() as stack:
         base_urls, judge_settings = await _start_backends(stack, resolved, backends)
-        plan = build_plan(resolved.scenario, resolved.items, resolved.trace)
+        plan = build_plan(resolved.scenario, resolved.items, resolved.trace,
+                          resolved.variants.base_of if resolved.variants is not None else None)
         pooled = workers > 1 or ray_address is not None
         warnings: list[str] = []
         lanes = await _connect(stack, resolved, base_urls, clock, pooled, warnings)
@@ -209,7 +211,8 @@ def _open(stack: contextlib.AsyncExitStack, resolved: Resolved, out_root: Path, 
     names = [c.name for c in scenario.candidates]
     recorder = Recorder(names, HlogWriter(hlog_file))
     on_time = request_check(parse_clauses(scenario.slo))
-    quality = QualityAggregator(names, [item.tags for item in resolved.items], on_time, session_aggregator(meta, on_time))
+    quality = QualityAggregator(names, [item.tags for item in resolved.items], on_time, session_aggregator(meta, on_time),
+                                resolved.variants.variant_of if resolved.variants is not None else None)
     worker = ScoringWorker(resolved.items, resolved.specs, results_log, quality, judge_settings, turn_specs=resolved.turn_specs)
     worker.start()
     stack.push_async_callback(asyncio.to_thread, worker.close)  # a no-op once the run closed it itself
@@ -401,6 +404,7 @@ async def _finish(resolved: Resolved, outcome: RunOutcome, cpu: dict[str, Any], 
     add_verdicts(summary, scenario.slo, ValidityLimits(**scenario.validity.limits()), scenario.decision.objective,
                  cpu["loop_cpu_ratio"], out.recorder, slo_confidence(info))
     add_server_side(summary, out.run_dir, out.meta)
+    add_fidelity(summary, out.run_dir, out.meta)
     write_json_atomic(out.run_dir / "summary.json", summary)
     write_run_reports(out.run_dir, summary)
     if metrics.pushgateway:

@@ -71,6 +71,12 @@ def run_meta(resolved: Resolved, run_id: str, plan: Plan, base_urls: dict[str, s
         "candidates": {c.name: public_candidate(c, base_urls[c.name]) for c in scenario.candidates},
         "judge": judge_cfg.model_dump(exclude={"headers"}) if judge_cfg is not None else None,
         "item_tags": [item.tags for item in resolved.items],
+        "fidelity": None if resolved.variants is None else {
+            "variants": list(resolved.variants.skipped), "item_variants": resolved.variants.variant_of,
+            "item_bases": resolved.variants.base_of, "skipped": resolved.variants.skipped,
+            "public_scores": {c.name: c.public_scores for c in scenario.candidates if c.public_scores},
+        },
+        "public_scores": {c.name: c.public_scores for c in scenario.candidates if c.public_scores},
         "session_items": [i for i, item in enumerate(resolved.items) if item.is_session],
         "agentic_items": [i for i, item in enumerate(resolved.items) if item.is_agentic],
         "multi_turn_items": [i for i, item in enumerate(resolved.items) if item.turns],

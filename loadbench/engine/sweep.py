@@ -260,7 +260,8 @@ class Sweeper:
         cand = next(c for c in sc.candidates if c.name == name)
         scenario = sc.model_copy(update={"candidates": [cand], "load": sc.load.model_copy(update=load)})
         return Resolved(scenario, self.resolved.scenario_path, self.resolved.dataset_path, self.resolved.items,
-                        {k: v for k, v in self.resolved.secrets.items() if k == name}, self.resolved.specs, self.resolved.judge_secret)
+                        {k: v for k, v in self.resolved.secrets.items() if k == name}, self.resolved.specs, self.resolved.judge_secret,
+                        self.resolved.turn_specs, variants=self.resolved.variants)
 
     async def _run(self, name: str, **load: Any) -> dict[str, Any]:
         metrics = MetricsOptions(port=self.cfg.metrics_port, port_is_default=False) if self.cfg.metrics_port is not None else MetricsOptions(port=None)

@@ -109,21 +109,33 @@ class ItemOrder:
     candidate gets the same sequence, which pairs their results item by item.
     """
 
-    __slots__ = ("_cache", "_seed", "n_items")
+    __slots__ = ("_cache", "_groups", "_seed", "n_items")
 
     KEEP = 4
 
-    def __init__(self, n_items: int, seed: int) -> None:
+    def __init__(self, n_items: int, seed: int, groups: list[int] | None = None) -> None:
         if n_items <= 0:
             raise ValueError("need at least one item")
         self.n_items = n_items
         self._seed = seed ^ 0x5EED
         self._cache: dict[int, list[int]] = {}
+        # Items of one group (the variants of one eval item) are sent one after another, each at its
+        # own intended time: the groups are permuted, never split, so every variant pairs up.
+        self._groups: list[list[int]] | None = None
+        if groups is not None:
+            members: dict[int, list[int]] = {}
+            for index, group in enumerate(groups):
+                members.setdefault(group, []).append(index)
+            self._groups = list(members.values())
 
     def permutation(self, epoch: int) -> list[int]:
         perm = self._cache.get(epoch)
         if perm is None:
-            perm = np.random.Generator(np.random.PCG64([self._seed & 0xFFFFFFFFFFFFFFFF, epoch])).permutation(self.n_items).tolist()
+            rng = np.random.Generator(np.random.PCG64([self._seed & 0xFFFFFFFFFFFFFFFF, epoch]))
+            if self._groups is None:
+                perm = rng.permutation(self.n_items).tolist()
+            else:
+                perm = [i for g in rng.permutation(len(self._groups)).tolist() for i in self._groups[g]]
             if len(self._cache) >= self.KEEP:
                 del self._cache[min(self._cache)]
             self._cache[epoch] = perm

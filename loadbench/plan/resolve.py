@@ -18,6 +18,7 @@ from ..pacing.runner import Plan
 from ..scoring.judge import JudgeSettings
 from ..scoring.registry import CompiledSpec
 from ..stats.sequential import schedule_bounds
+from .variants import Expanded
 from .workload import load_workload
 
 NS_PER_S = 1_000_000_000
@@ -34,6 +35,7 @@ class Resolved:
     judge_secret: str | None = None
     turn_specs: dict[tuple[int, int], list[CompiledSpec]] = field(default_factory=dict)  # later turns of sessions
     trace: TraceReplay | None = None
+    variants: Expanded | None = None  # fidelity variants: variant and base item of each item
 
 
 def resolve(scenario: Scenario, scenario_path: str, scenario_dir: Path, only: list[str] | None = None) -> Resolved:
@@ -80,17 +82,18 @@ def resolve(scenario: Scenario, scenario_path: str, scenario_dir: Path, only: li
     if problems or workload is None:
         raise ConfigError(problems)
     return Resolved(scenario, scenario_path, workload.dataset_path, workload.items, keys, workload.specs, judge_secret,
-                    workload.turn_specs, workload.trace)
+                    workload.turn_specs, workload.trace, workload.variants)
 
 
-def build_plan(scenario: Scenario, items: list[Item], trace: TraceReplay | None = None) -> Plan:
+def build_plan(scenario: Scenario, items: list[Item], trace: TraceReplay | None = None,
+               groups: list[int] | None = None) -> Plan:
     load = scenario.load
     ids = [item.id or "" for item in items]
     warmup_ns = round(load.warmup_s * NS_PER_S)
     if trace is not None:
         return Plan(offsets_ns=trace.offsets_ns, order=SequentialOrder(trace.item_of_row, len(items)),  # type: ignore[arg-type]
                     item_ids=ids, warmup_ns=warmup_ns)
-    order = ItemOrder(len(items), load.seed)
+    order = ItemOrder(len(items), load.seed, groups)
     if load.mode == "closed":
         import numpy as np
 

@@ -12,6 +12,7 @@ from ..config.errors import ConfigError, Problem
 from ..config.scenario import Scenario
 from ..config.trace import TraceReplay, load_trace, synthetic_prompt
 from ..scoring.registry import CompiledSpec, compile_item_specs, compile_turn_specs
+from .variants import Expanded, expand
 
 
 @dataclass(slots=True)
@@ -21,6 +22,7 @@ class Workload:
     specs: list[list[CompiledSpec]]
     turn_specs: dict[tuple[int, int], list[CompiledSpec]] = field(default_factory=dict)
     trace: TraceReplay | None = None
+    variants: Expanded | None = None  # with `fidelity`: which variant of which item each item is
 
 
 def shown_path(path: Path) -> str:
@@ -69,6 +71,16 @@ def load_workload(scenario: Scenario, scenario_path: str, scenario_dir: Path) ->
             problems.extend(err.problems)
     if problems:
         raise ConfigError(problems)
+    variants = None
+    if scenario.fidelity is not None:
+        if trace is not None:
+            raise ConfigError.single(scenario_path, "fidelity variants and a trace replay do not mix (a trace fixes "
+                                                    "which item each row sends)", field="fidelity")
+        try:
+            variants = expand(items, scenario.fidelity, scenario.load.seed)
+        except ValueError as exc:
+            raise ConfigError.single(scenario_path, str(exc), field="fidelity.variants") from None
+        items = variants.items
     shown = shown_path(dataset_path) if dataset_path is not None else scenario_path
     specs, spec_problems = compile_item_specs(items, scenario.scoring.default_assert, shown, [item.line for item in items])
     turn_specs, turn_problems = compile_turn_specs(items, scenario.scoring.default_assert, shown)
@@ -83,7 +95,7 @@ def load_workload(scenario: Scenario, scenario_path: str, scenario_dir: Path) ->
                                         "the eval set has multi-turn or agentic items, which need the chat API"))
     if problems:
         raise ConfigError(problems)
-    return Workload(items, dataset_path, specs, turn_specs, trace)
+    return Workload(items, dataset_path, specs, turn_specs, trace, variants)
 
 
 def shared_prefix(n_tokens: int) -> dict[str, Any] | None:

@@ -48,6 +48,7 @@ def worker_spec(resolved: Resolved, base_urls: dict[str, str]) -> dict[str, Any]
         "trace": None if trace is None else {"offsets_ns": trace.offsets_ns.tolist(), "item_of_row": trace.item_of_row,
                                              "span_s": trace.span_s, "rows": trace.rows},
         "base_urls": base_urls,
+        "groups": resolved.variants.base_of if resolved.variants is not None else None,
     }
 
 HEADER = struct.Struct("!IB")  # payload length, frame kind
@@ -138,7 +139,7 @@ class Partition:
         self.clock = MonotonicClock()
         self._lanes, self._transports = build_lanes(resolved, spec["base_urls"], self.clock)
         await prewarm_lanes(resolved, self._transports)
-        plan = build_plan(scenario, resolved.items, resolved.trace).partition(spec["index"], spec["count"])
+        plan = build_plan(scenario, resolved.items, resolved.trace, spec.get("groups")).partition(spec["index"], spec["count"])
         self.runner = Runner(plan, self._lanes, self._sink, self.clock, on_saturation=scenario.load.on_saturation,
                              grace_ns=int(scenario.load.grace_s * 1e9), loop_lag_sink=self._lags.append)
 

@@ -33,6 +33,8 @@ from .model import (
     unit_draw,
     wrong_answer,
 )
+from .variants import Asked, find, parse
+from .variants import answer as variant_answer
 
 
 @dataclass(slots=True)
@@ -63,6 +65,7 @@ class SimState:
             for turn, t in enumerate(item.turns or (), start=1):
                 self.by_turn.setdefault((item.last_user_text().strip(), t.user.strip()), (item, turn))
         self.served = 0
+        self._close: dict[str, Item | None] = {}  # noisy question -> its item (close-match cache)
         self.metrics = SimMetrics(f"sim-{profile.name}", profile.slots)
         self._prefix_cache: OrderedDict[int, None] = OrderedDict()
 
@@ -123,8 +126,25 @@ class SimState:
             cache.popitem(last=False)
         return cached
 
+    def _variant_of(self, body: dict[str, Any], chat: bool) -> tuple[Item | None, Asked | None]:
+        """A multiple-choice item rendered by a fidelity variant: the item and how it was asked."""
+        if chat:
+            users = [m.get("content") for m in body.get("messages") or [] if m.get("role") == "user" and isinstance(m.get("content"), str)]
+            text = users[-1] if users else ""
+        else:
+            text = str(body.get("prompt") or "")
+        asked = parse(text)
+        if asked is None:
+            return None, None
+        return find(asked.question, self.by_prompt, self._close), asked
+
     def reply(self, body: dict[str, Any], chat: bool) -> Reply:
         item, prompt, turn = self.lookup(body, chat)
+        asked = None
+        if item is None or turn == 0:
+            found, asked = self._variant_of(body, chat)
+            if found is not None:
+                item = found
         prompt_tokens = count_sim_tokens(prompt)
         cached = min(self.cached_prefix_tokens(prompt), prompt_tokens)
         graded = judge_reply(prompt, self.profile, self.seed) if item is None else None
@@ -141,7 +161,12 @@ class SimState:
         else:
             key_id = (item.id or "") if turn == 0 else f"{item.id}#turn{turn}"
             right = answers_right(self.seed, self.profile, key_id, prompt_tokens)
-            calls, text = self._item_answer(item.turn_item(turn), right, bool(tools))
+            shaped = (variant_answer(item, asked, self.profile, right, f"{self.seed}:{self.profile.name}:{item.id}")
+                      if asked is not None and item.choices else None)
+            if shaped is not None:
+                calls, text = None, shaped
+            else:
+                calls, text = self._item_answer(item.turn_item(turn), right, bool(tools))
         pieces = split_tokens(text)
         finish = "tool_calls" if calls else "stop"
         if max_tokens is not None and len(pieces) > int(max_tokens):

@@ -87,6 +87,7 @@ class CandidateQuality:
     good: int = 0  # on time (every latency SLO) and correct
     attempted: int = 0  # every scheduled request of the window, failures and drops included
     good_total: int = 0  # the same count over the whole run, for the live view
+    by_variant: dict[str, _Tally] = field(default_factory=dict)  # fidelity variants: every variant's verdicts
 
 
 class QualityAggregator:
@@ -94,9 +95,12 @@ class QualityAggregator:
 
     def __init__(self, candidates: list[str], item_tags: list[list[str]],
                  on_time: Callable[[RequestResult], bool] | None = None,
-                 sessions: SessionAggregator | None = None) -> None:
+                 sessions: SessionAggregator | None = None, item_variants: list[str] | None = None) -> None:
         self.candidates = {name: CandidateQuality() for name in candidates}
         self._tags = item_tags
+        # With fidelity variants, the headline numbers (accuracy, tags, goodput, comparisons) are of the
+        # items as written; the other variants are counted per variant and summarised apart.
+        self._variants = item_variants
         self._on_time = on_time
         self.sessions = sessions
         # Held while adding and while a metrics scrape (another thread) takes a snapshot.
@@ -112,6 +116,12 @@ class QualityAggregator:
         if r.phase == "tool":  # a step inside an agentic task: the task's answer record counts
             return
         q = self.candidates.setdefault(r.candidate, CandidateQuality())
+        if self._variants is not None and r.item_index < len(self._variants):
+            variant = self._variants[r.item_index]
+            if r.in_window and r.verdict is not None:
+                q.by_variant.setdefault(variant, _Tally()).count(r.verdict)
+            if variant != "original":
+                return
         # Goodput: on time by every latency SLO and correct (a request without scorers counts
         # when on time; an unscored or skipped one never does).
         good = r.status == OK and r.verdict in (PASS, None) and (self._on_time is None or self._on_time(r))

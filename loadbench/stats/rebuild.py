@@ -10,6 +10,7 @@ from ..config.errors import ConfigError
 from ..config.files import read_json
 from ..config.slo_clauses import parse_clauses
 from ..pacing.results_log import iter_results
+from .fidelity import add_fidelity
 from .quality import QualityAggregator
 from .recorder import Recorder
 from .server import add_server_side
@@ -36,7 +37,8 @@ def rebuild_summary(run_dir: Path) -> Rebuilt:
     recorder = Recorder(names)
     slo_texts = meta.get("slo") or []
     on_time = request_check(parse_clauses(slo_texts))
-    quality = QualityAggregator(names, meta.get("item_tags") or [], on_time, session_aggregator(meta, on_time))
+    quality = QualityAggregator(names, meta.get("item_tags") or [], on_time, session_aggregator(meta, on_time),
+                                (meta.get("fidelity") or {}).get("item_variants"))
     skipped: list[tuple[int, str]] = []
     n = 0
     for lineno, record, problem in iter_results(log):
@@ -61,4 +63,5 @@ def rebuild_summary(run_dir: Path) -> Rebuilt:
                  (meta.get("decision") or {}).get("objective", "cost_per_correct"), outcome.get("loop_cpu_ratio"),
                  recorder, slo_confidence(outcome))
     add_server_side(summary, run_dir, meta)
+    add_fidelity(summary, run_dir, meta)
     return Rebuilt(summary, n, skipped)

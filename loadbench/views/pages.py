@@ -11,6 +11,7 @@ from markupsafe import Markup
 
 from ..config.files import read_json, write_atomic
 from ..config.slo_clauses import parse_clauses
+from .fidelity_view import fidelity_lines, variant_rows
 from .report_charts import cost_chart, error_charts, quality_charts, spectrum_chart, time_charts
 from .report_data import ReportData, collect
 from .server_view import server_html, server_markdown
@@ -34,7 +35,7 @@ table.slo td,table.slo th,table.drill td,table.drill th{text-align:left;vertical
 table.drill td.text{min-width:220px;max-width:360px;white-space:pre-wrap;word-break:break-word}table.drill td.why{max-width:260px}
 table.drill th[data-sort]{cursor:pointer}table.drill th[data-sort]:after{content:" ⇅";color:#9ca3af}
 .filters{display:flex;flex-wrap:wrap;gap:8px 16px;align-items:center;margin:8px 0;font-size:12px}
-details summary{cursor:pointer}td.id{font-family:ui-monospace,monospace}
+details summary{cursor:pointer}td.id{font-family:ui-monospace,monospace}ul.fidelity li.bad{color:#b91c1c}
 """
 
 # Filters and sorting for the drill-down tables; static text (no data in it), inline so the page works offline.
@@ -120,6 +121,10 @@ def run_markdown(summary: dict[str, Any]) -> str:
     if details or verdicts:
         parts += ["```", *(x for x in (details, verdicts) if x), "```", ""]
     parts += server_markdown(summary, _md_table)
+    fid = fidelity_lines(summary)
+    if fid:
+        headers, rows = variant_rows(summary)
+        parts += [f"### {fid[0]}", ""] + ([_md_table(headers, rows), ""] if rows else []) + ["```", *fid[1:], "```", ""]
     load = summary.get("load") or {}
     parts.append(f"_{summary.get('mode')}, {_arrival_text(summary)}, warm-up {load.get('warmup_s')} s excluded; "
                  "latency is measured from the intended send time._")
@@ -183,7 +188,8 @@ def run_html(summary: dict[str, Any], data: ReportData | None = None) -> str:
         error_charts=[Markup(c) for c in error_charts(summary)], server=Markup(server), data=data, facets=_facets(data),
         footer=f"{summary.get('mode')}, {_arrival_text(summary)}, warm-up {(summary.get('load') or {}).get('warmup_s')} s excluded; "
                "latency is measured from the intended send time.",
-        script=Markup(SCRIPT))
+        script=Markup(SCRIPT), fidelity_lines=fidelity_lines(summary), fid_headers=variant_rows(summary)[0],
+        fid_rows=variant_rows(summary)[1])
 
 
 def _acc(group: dict[str, Any] | None) -> str:

@@ -88,6 +88,8 @@ CONTRACT: tuple[MetricSpec, ...] = (
                "A sweep's capacity bracket: bound=estimate, low, high (high absent when no rate failed)."),
     MetricSpec("loadbench_max_sustainable_rate_requests_per_second", "gauge", ("sweep_id", "scenario", "candidate"), "",
                "A sweep's result: the highest offered rate that met the SLO, confirmed with repeats (pushed at the end of a sweep)."),
+    MetricSpec("loadbench_eval_variant_answers", "counter", (*RUN, "variant", "verdict"), "",
+               "Scored requests in the measurement window by fidelity variant (original, choices_shuffled, ...) and verdict."),
     MetricSpec("loadbench_server_requests_running", "gauge", RUN, "",
                "The deployment's own count of requests it is running (server_metrics; last good scrape)."),
     MetricSpec("loadbench_server_requests_waiting", "gauge", RUN, "",
@@ -285,6 +287,7 @@ class LoadbenchCollector(Collector):
         good_ratio = self._family("loadbench_goodput_ratio")
         sessions = self._family("loadbench_sessions")
         session_ratio = self._family("loadbench_session_pass_ratio")
+        variants = self._family("loadbench_eval_variant_answers")
         q = self.quality
         for name in self.recorder.candidates:
             labels = [*run, name]
@@ -306,6 +309,9 @@ class LoadbenchCollector(Collector):
                         counts = {"pass": g.pass_, "fail": g.fail, "unscored": g.unscored, "skipped": g.skipped}
                         scorers = {k: (s.pass_, s.fail, s.unscored, s.skipped, dict(s.error_classes)) for k, s in cq.scorers.items()}
                         judge_cost = cq.judge_cost_usd
+                        for name_v, t in cq.by_variant.items():
+                            for verdict, n in zip(VERDICTS, (t.pass_, t.fail, t.unscored, t.skipped)):
+                                variants.add_metric([*labels, name_v, verdict], n)
             for verdict, n in counts.items():
                 answers.add_metric([*labels, verdict], n)
             for scorer, (p, f, u, s, classes) in sorted(scorers.items()):
@@ -331,7 +337,7 @@ class LoadbenchCollector(Collector):
                 sessions.add_metric([*labels, kind, "incomplete"], n - passed - failed)
                 if passed + failed:
                     session_ratio.add_metric([*labels, kind], passed / (passed + failed))
-        yield from (answers, per_scorer, errors, acc, low, high, attempted, judge, good_total, good_ratio, sessions, session_ratio)
+        yield from (answers, per_scorer, errors, acc, low, high, attempted, judge, good_total, good_ratio, sessions, session_ratio, variants)
 
 
 class MetricsServer:

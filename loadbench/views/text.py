@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..stats.decision import slo_verdict
+from .fidelity_view import fidelity_lines
 
 MIN_N_FOR = {"p50": 20, "p90": 100, "p95": 200, "p99": 1000, "p999": 10000}
 
@@ -232,8 +233,9 @@ def comparison_table(summary: dict[str, Any]) -> str:
     details = quality_details(summary)
     sessions = session_text(summary)
     server = server_text(summary)
+    fidelity = "\n".join(fidelity_lines(summary))
     text = (f"{head}\n{out}\n{foot}" + (f"\n\n{sessions}" if sessions else "") + (f"\n\n{server}" if server else "")
-            + (f"\n\n{details}" if details else ""))
+            + (f"\n\n{details}" if details else "") + (f"\n\n{fidelity}" if fidelity else ""))
     verdicts = verdict_lines(summary)
     return text + (f"\n\n{verdicts}" if verdicts else "")
 
