@@ -12,19 +12,20 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 __all__ = ["ConfigError", "RunResult", "Scenario", "Score", "ScorerParams", "__version__", "run", "run_async", "scorer",
-           "sweep"]
+           "sweep", "variant"]
 
 _LAZY = {
     "run": ("api", "run"), "run_async": ("api", "run_async"), "sweep": ("api", "sweep"), "RunResult": ("api", "RunResult"),
     "Scenario": ("config.scenario", "Scenario"), "ConfigError": ("config.errors", "ConfigError"),
     "Score": ("scoring.scores", "Score"), "scorer": ("scoring.registry", "scorer"),
-    "ScorerParams": ("scoring.basic", "SpecBase"),
+    "ScorerParams": ("scoring.basic", "SpecBase"), "variant": ("plan.variants", "variant"),
 }
 
 if TYPE_CHECKING:
     from .api import RunResult, run, run_async, sweep
     from .config.errors import ConfigError
     from .config.scenario import Scenario
+    from .plan.variants import variant
     from .scoring.basic import SpecBase as ScorerParams
     from .scoring.registry import scorer
     from .scoring.scores import Score

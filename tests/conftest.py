@@ -84,7 +84,7 @@ SLOW_MODULES = {
     "test_service", "test_service_security", "test_prometheus_e2e", "test_reports", "test_cli", "test_adhoc",
     "test_rescore", "test_workers", "test_ray_pool", "test_calibration", "test_kill", "test_sweep", "test_sessions",
     "test_faults", "test_conversation", "test_retries_abort", "test_secrets", "test_coordinated_omission", "test_api",
-    "test_trace", "test_bad_input", "test_judge", "test_needle", "test_review", "test_llama_server", "test_server_view", "test_scrape_faults", "test_readme_excerpt",
+    "test_trace", "test_bad_input", "test_judge", "test_needle", "test_review", "test_llama_server", "test_server_view", "test_scrape_faults", "test_readme_excerpt", "test_fidelity_run",
 }
 
 

@@ -12,7 +12,7 @@ import loadbench
 
 def test_the_public_surface_is_curated():
     assert set(loadbench.__all__) == {"ConfigError", "RunResult", "Scenario", "Score", "ScorerParams", "__version__", "run",
-                                      "run_async", "scorer", "sweep"}
+                                      "run_async", "scorer", "sweep", "variant"}
     for name in loadbench.__all__:
         assert getattr(loadbench, name) is not None
     from importlib import metadata

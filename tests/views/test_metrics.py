@@ -122,6 +122,8 @@ def test_exposition_matches_the_contract_and_labels_are_bounded():
             continue  # only once sessions finished (test_session_series)
         if spec.name.startswith("loadbench_server_"):
             continue  # only for candidates with server_metrics (test_server_gauges_are_re_exported)
+        if spec.name == "loadbench_eval_variant_answers":
+            continue  # only with fidelity variants (test_variant_series)
         assert any(n in names for n in exposed_names(spec)), spec.name
     for _, labels in samples:
         for key, val in labels:
@@ -220,3 +222,18 @@ def test_server_gauges_are_re_exported():
     assert value(samples, "loadbench_server_requests_waiting", candidate="a") == 3
     assert value(samples, "loadbench_server_kv_cache_usage_ratio", candidate="a") == pytest.approx(0.42)
     assert not any(name.startswith("loadbench_server_") and ("candidate", "b") in labels for name, labels in samples)
+
+
+def test_variant_series():
+    """With fidelity variants: every variant's verdicts under a variant label; the headline accuracy
+    counts the original variant only."""
+    recorder = Recorder(["a"])
+    quality = QualityAggregator(["a"], [[], []], item_variants=["original", "choices_shuffled"])
+    quality.add(rec(0, verdict="pass"))
+    shuffled = rec(1, verdict="fail")
+    shuffled.item_index = 1
+    quality.add(shuffled)
+    _text, samples = scrape(recorder, quality)
+    assert value(samples, "loadbench_eval_variant_answers_total", candidate="a", variant="original", verdict="pass") == 1
+    assert value(samples, "loadbench_eval_variant_answers_total", candidate="a", variant="choices_shuffled", verdict="fail") == 1
+    assert value(samples, "loadbench_eval_accuracy_ratio", candidate="a") == 1.0  # the shuffled failure is not in it
