@@ -48,7 +48,7 @@ PROFILES: dict[str, Profile] = {
             decode_per_token_s=0.008, decode_slowdown=1.0, accuracy=0.74,
             filler_tokens=60, input_per_mtok=0.15, output_per_mtok=0.60, cached_input_per_mtok=0.075,
             long_context_decay=0.45, prefix_cache_blocks=16_384,
-            position_memory=0.6, open_ended_factor=0.8, contamination=0.55,  # it has seen the public set
+            position_memory=0.35, open_ended_factor=0.8, contamination=0.55,  # it has seen the public set
         ),
         Profile(
             name="large-accurate",
