@@ -296,7 +296,10 @@ def verdict_lines(summary: dict[str, Any]) -> str:
         for name, rs in (validity.get("candidates") or {}).items():
             lines += [f"  - {name}: {r}" for r in rs]
     decision = summary.get("decision") or {}
-    if decision.get("summary") and len(summary["candidates"]) > 1:  # with one candidate there is nothing to pick
+    # with one candidate there is nothing to pick: no "Recommend X", but a run that cannot be
+    # trusted or a candidate that fails still says so
+    pick_of_one = len(summary["candidates"]) == 1 and str(decision.get("summary", "")).startswith("Recommend")
+    if decision.get("summary") and not pick_of_one:
         lines.append(decision["summary"])
         for reason in decision.get("reasons", [])[1:]:
             lines.append(f"  + {reason}")

@@ -98,7 +98,7 @@ def test_closed_loop_mode_is_labelled(tmp_path):
         (["run", str(DEMO), "--set", "load.arival=poisson"], "did you mean 'arrival'"),
         (["run", str(DEMO), "--candidate", "nobody"], "unknown candidate(s) nobody"),
         (["run", str(DEMO), "--set", "candidates.0.sim=huge"], "unknown simulator profile 'huge'"),
-        (["run", str(DEMO), "--set", "dataset=missing.jsonl"], "dataset file not found"),
+        (["run", str(DEMO), "--set", "dataset=missing.jsonl"], "dataset: missing.jsonl: file not found (tried "),
         (["report", "/nonexistent-dir"], "not a directory"),
         (["sim", "--profile", "nope"], "unknown profile"),
     ],

@@ -147,7 +147,7 @@ def test_a_short_sweep_records_the_server_at_each_step(tmp_path, server):
     data = json.loads(path.read_text())
     data["slo"] = ["latency p95 <= 2s"]
     path.write_text(json.dumps(data))
-    result = loadbench.sweep(path, out=tmp_path / "sweeps", rates=[4, 12], step_s=3, max_step_s=4, warmup_s=0)
+    result = loadbench.sweep(path, out=tmp_path / "sweeps", rates=[4, 12], step_s=2, max_step_s=3, warmup_s=0, max_steps=2)
     curve = result["candidates"]["llama"]["curve"]
     assert curve and all(step["server"] is not None for step in curve)
     assert all(step["server"]["running_max"] is not None and step["server"]["waiting_max"] is not None for step in curve)
