@@ -56,36 +56,42 @@ def correct_index(item: Item) -> int | None:
     return folded.index(text.casefold()) if text.casefold() in folded else None
 
 
+def _mc_answer(item: Item) -> int | None:
+    """The right option's index of a single-turn multiple-choice item with a text question, else None."""
+    if _question(item) is None or item.is_session:
+        return None
+    return correct_index(item)
+
+
+def _derived(item: Item, name: str, **update: Any) -> Item:
+    """A variant of `item`: its own id (the original keeps the item's), who it came from, the same line."""
+    metadata = {**item.metadata, **update.pop("metadata", {}), "variant": name, "base_id": item.id}
+    new = item.model_copy(update={"id": item.id if name == "original" else f"{item.id}~{name}", **update, "metadata": metadata})
+    new._line = item.line
+    return new
+
+
 def render_options(choices: list[str]) -> str:
     return "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(choices))
 
 
 def _mc(item: Item, choices: list[str], answer: int, template: str, name: str, **update: Any) -> Item:
-    question = _question(item) or ""
-    new = item.model_copy(update={
-        "id": item.id if name == "original" else f"{item.id}~{name}",
-        "input": template.format(question=question, options=render_options(choices)),
-        "choices": choices, "target": LETTERS[answer], "assert_": [{"type": "choice"}],
-        "metadata": {**item.metadata, "variant": name, "base_id": item.id}, **update,
-    })
-    new._line = item.line
-    return new
+    return _derived(item, name, input=template.format(question=_question(item) or "", options=render_options(choices)),
+                    choices=choices, target=LETTERS[answer], assert_=[{"type": "choice"}], **update)
 
 
 @variant("original")
 def original(item: Item, rng: random.Random, fid: Fidelity) -> Item | None:
-    answer = correct_index(item)
-    if answer is None or _question(item) is None or item.is_session:
-        copy = item.model_copy(update={"metadata": {**item.metadata, "variant": "original", "base_id": item.id}})
-        copy._line = item.line
-        return copy  # not multiple choice: the item as written
+    answer = _mc_answer(item)
+    if answer is None:
+        return _derived(item, "original")  # not multiple choice: the item as written
     return _mc(item, list(item.choices or []), answer, fid.mc_template, "original")
 
 
 @variant("choices_shuffled")
 def choices_shuffled(item: Item, rng: random.Random, fid: Fidelity) -> Item | None:
-    answer = correct_index(item)
-    if answer is None or _question(item) is None or item.is_session or len(item.choices or []) < 2:
+    answer = _mc_answer(item)
+    if answer is None or len(item.choices or []) < 2:
         return None
     order = list(range(len(item.choices or [])))
     while order == sorted(order):  # a permutation that moves something: else the variant tests nothing
@@ -96,23 +102,17 @@ def choices_shuffled(item: Item, rng: random.Random, fid: Fidelity) -> Item | No
 
 @variant("open_ended")
 def open_ended(item: Item, rng: random.Random, fid: Fidelity) -> Item | None:
-    answer = correct_index(item)
-    if answer is None or _question(item) is None or item.is_session:
+    answer = _mc_answer(item)
+    if answer is None:
         return None
-    text = (item.choices or [])[answer]
-    new = item.model_copy(update={
-        "id": f"{item.id}~open_ended", "input": fid.open_template.format(question=_question(item)),
-        "choices": None, "target": text, "assert_": [{"type": "match", "mode": "contains"}],
-        "metadata": {**item.metadata, "variant": "open_ended", "base_id": item.id},
-    })
-    new._line = item.line
-    return new
+    return _derived(item, "open_ended", input=fid.open_template.format(question=_question(item)), choices=None,
+                    target=(item.choices or [])[answer], assert_=[{"type": "match", "mode": "contains"}])
 
 
 @variant("json_answer")
 def json_answer(item: Item, rng: random.Random, fid: Fidelity) -> Item | None:
-    answer = correct_index(item)
-    if answer is None or _question(item) is None or item.is_session:
+    answer = _mc_answer(item)
+    if answer is None:
         return None
     letters = list(LETTERS[: len(item.choices or [])])
     schema = {"type": "object", "properties": {"answer": {"type": "string", "enum": letters}}, "required": ["answer"],
@@ -148,35 +148,25 @@ def noise(item: Item, rng: random.Random, fid: Fidelity) -> Item | None:
     noisy = _noisy(question, rng, fid)
     answer = correct_index(item)
     if answer is not None:
-        base = item.model_copy(update={"input": noisy})
-        new = _mc(base, list(item.choices or []), answer, fid.mc_template, "noise")
-        new.metadata = {**new.metadata, "base_id": item.id}
-        return new
-    new = item.model_copy(update={"id": f"{item.id}~noise", "input": noisy,
-                                  "metadata": {**item.metadata, "variant": "noise", "base_id": item.id}})
-    new._line = item.line
-    return new
+        return _mc(item, list(item.choices or []), answer, fid.mc_template, "noise").model_copy(update={
+            "input": fid.mc_template.format(question=noisy, options=render_options(list(item.choices or [])))})
+    return _derived(item, "noise", input=noisy)
 
 
 @variant("masked_option")
 def masked_option(item: Item, rng: random.Random, fid: Fidelity) -> Item | None:
     """The contamination probe: hide one wrong option; a model that supplies it word for word has
     likely seen the test set (the idea behind TS-Guessing)."""
-    answer = correct_index(item)
+    answer = _mc_answer(item)
     choices = list(item.choices or [])
-    if answer is None or _question(item) is None or item.is_session or len(choices) < 3:
+    if answer is None or len(choices) < 3:
         return None
     wrong = [i for i in range(len(choices)) if i != answer]
     hidden = wrong[rng.randrange(len(wrong))]
     shown = [("[MASK]" if i == hidden else c) for i, c in enumerate(choices)]
-    new = item.model_copy(update={
-        "id": f"{item.id}~masked_option",
-        "input": fid.masked_template.format(question=_question(item), options=render_options(shown)),
-        "choices": None, "target": choices[hidden], "assert_": [{"type": "match", "mode": "exact"}],
-        "metadata": {**item.metadata, "variant": "masked_option", "base_id": item.id, "hidden_option": hidden},
-    })
-    new._line = item.line
-    return new
+    return _derived(item, "masked_option", input=fid.masked_template.format(question=_question(item), options=render_options(shown)),
+                    choices=None, target=choices[hidden], assert_=[{"type": "match", "mode": "exact"}],
+                    metadata={"hidden_option": hidden})
 
 
 def resolve_variant(name: str) -> VariantFn:
@@ -209,9 +199,8 @@ def expand(items: list[Item], fid: Fidelity, seed: int) -> Expanded:
             if made is None:
                 out.skipped[name] += 1
                 continue
-            if made.metadata.get("variant") != name:
-                made = made.model_copy(update={"metadata": {**made.metadata, "variant": name, "base_id": item.id}})
-                made._line = item.line
+            if made.metadata.get("variant") != name:  # a custom variant need not label what it made
+                made = _derived(item, name, **{k: getattr(made, k) for k in ("input", "target", "choices", "assert_", "request")})
             out.items.append(made)
             out.variant_of.append(name)
             out.base_of.append(index)
