@@ -1,6 +1,7 @@
 """Re-scoring stored responses, without traffic."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -35,8 +36,9 @@ def test_rescore_with_other_scorers_changes_verdicts_without_sending(demo_run, t
     shutil.copytree(demo_run, run_dir)
     # every item is now checked only for being non-empty JSON: most answers fail
     scenario = tmp_path / "strict.yaml"
-    scenario.write_text((ROOT / "scenarios" / "demo.yaml").read_text().replace("dataset: data/demo_mix.jsonl",
-                        f"dataset: {ROOT / 'scenarios' / 'data' / 'demo_mix.jsonl'}"))
+    # (without the demo's fidelity variants: they score multiple-choice items by the option letter)
+    text = re.sub(r"\nfidelity:\n(  .*\n)+", "\n", (ROOT / "scenarios" / "demo.yaml").read_text())
+    scenario.write_text(text.replace("dataset: data/demo_mix.jsonl", f"dataset: {ROOT / 'scenarios' / 'data' / 'demo_mix.jsonl'}"))
     data = tmp_path / "mix.jsonl"
     rows = [json.loads(line) for line in (ROOT / "scenarios" / "data" / "demo_mix.jsonl").read_text().splitlines()]
     for row in rows:
