@@ -34,6 +34,10 @@ class Fidelity(BaseModel):
     masked_template: str = MASKED_TEMPLATE
     noise: Noise = Field(default_factory=Noise)
     seed: int | None = None  # default: the load's seed
+    # A public-style set (e.g. your own MMLU-format subset) run in the same run, on the same schedule:
+    # its accuracy is a public-style score measured on the same deployment under the same load.
+    reference_dataset: str | None = None
+    reference_name: str = Field("reference", min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.\-]+$")
 
     @field_validator("variants")
     @classmethod

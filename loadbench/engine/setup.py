@@ -73,6 +73,7 @@ def run_meta(resolved: Resolved, run_id: str, plan: Plan, base_urls: dict[str, s
         "item_tags": [item.tags for item in resolved.items],
         "fidelity": None if resolved.variants is None else {
             "variants": list(resolved.variants.skipped), "item_variants": resolved.variants.variant_of,
+            "reference_name": scenario.fidelity.reference_name if scenario.fidelity and scenario.fidelity.reference_dataset else None,
             "item_bases": resolved.variants.base_of, "skipped": resolved.variants.skipped,
             "public_scores": {c.name: c.public_scores for c in scenario.candidates if c.public_scores},
         },

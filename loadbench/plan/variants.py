@@ -207,4 +207,20 @@ def expand(items: list[Item], fid: Fidelity, seed: int) -> Expanded:
     return out
 
 
-__all__ = ["LETTERS", "VARIANTS", "Expanded", "correct_index", "expand", "render_options", "resolve_variant", "variant"]
+def add_reference(expanded: Expanded, reference: list[Item], fid: Fidelity) -> None:
+    """Append a public-style set: each item once, rendered as `original` renders it, under the
+    variant name `reference` (counted apart from the domain set, paired with nothing)."""
+    first = max(expanded.base_of, default=-1) + 1
+    expanded.skipped.setdefault("reference", 0)
+    for offset, item in enumerate(reference):
+        made = original(item, random.Random(0), fid)
+        assert made is not None  # original applies to every item
+        made = made.model_copy(update={"id": f"{fid.reference_name}:{item.id}",
+                                       "metadata": {**made.metadata, "variant": "reference", "base_id": item.id}})
+        made._line = item.line
+        expanded.items.append(made)
+        expanded.variant_of.append("reference")
+        expanded.base_of.append(first + offset)
+
+
+__all__ = ["LETTERS", "VARIANTS", "Expanded", "add_reference", "correct_index", "expand", "render_options", "resolve_variant", "variant"]

@@ -12,7 +12,7 @@ from ..config.errors import ConfigError, Problem
 from ..config.scenario import Scenario
 from ..config.trace import TraceReplay, load_trace, synthetic_prompt
 from ..scoring.registry import CompiledSpec, compile_item_specs, compile_turn_specs
-from .variants import Expanded, expand
+from .variants import Expanded, add_reference, expand
 
 
 @dataclass(slots=True)
@@ -39,6 +39,22 @@ def _key_line(scenario_path: str, key: str) -> int | None:
     except (OSError, UnicodeDecodeError):
         return None
     return next((i for i, line in enumerate(lines, start=1) if line.startswith(f"{key}:")), None)
+
+
+def _add_reference(variants: Expanded, scenario: Scenario, scenario_path: str,
+                   scenario_dir: Path) -> tuple[list[list[CompiledSpec]], list[Problem]]:
+    """fidelity.reference_dataset: its items appended as the `reference` variant, scored by their own file's specs."""
+    fid = scenario.fidelity
+    assert fid is not None and fid.reference_dataset is not None
+    path = _resolve(scenario_dir, fid.reference_dataset)
+    if not path.exists():
+        raise ConfigError([Problem(scenario_path, None, "fidelity.reference_dataset",
+                                   f"{fid.reference_dataset}: file not found (tried {path.resolve()})")])
+    reference = load_dataset(path, shown=shown_path(path))
+    before = len(variants.items)
+    add_reference(variants, reference, fid)
+    added = variants.items[before:]
+    return compile_item_specs(added, scenario.scoring.default_assert, shown_path(path), [item.line for item in added])
 
 
 def _resolve(base: Path, name: str) -> Path:
@@ -83,6 +99,11 @@ def load_workload(scenario: Scenario, scenario_path: str, scenario_dir: Path) ->
         items = variants.items
     shown = shown_path(dataset_path) if dataset_path is not None else scenario_path
     specs, spec_problems = compile_item_specs(items, scenario.scoring.default_assert, shown, [item.line for item in items])
+    if variants is not None and scenario.fidelity is not None and scenario.fidelity.reference_dataset:
+        ref_specs, ref_problems = _add_reference(variants, scenario, scenario_path, scenario_dir)
+        items = variants.items
+        specs += ref_specs
+        spec_problems += ref_problems
     turn_specs, turn_problems = compile_turn_specs(items, scenario.scoring.default_assert, shown)
     for p in [*spec_problems, *turn_problems]:
         p = Problem(scenario_path, p.line, p.field, p.message) if p.file == "scenario" else p

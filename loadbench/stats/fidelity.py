@@ -11,7 +11,7 @@ from ..pacing.results_log import iter_results
 from .proportions import paired_difference, wilson
 
 ALPHA = 0.05
-FORMAT_EXCLUDED = ("masked_option",)  # a probe, not a way to ask the same question
+FORMAT_EXCLUDED = ("masked_option", "reference")  # a probe and another set: not ways to ask the same question
 MASKED_SIGNAL_FLOOR = 0.05  # reproducing a hidden option word for word above this rate is a signal
 
 
@@ -185,7 +185,7 @@ def _tests_from_comparisons(comparisons: list[dict[str, Any]]) -> dict[tuple[str
 def add_fidelity(summary: dict[str, Any], run_dir: Path, meta: dict[str, Any]) -> None:
     """candidates.NAME.{by_variant, format_gap, contamination} and summary.fidelity (in place)."""
     fid = meta.get("fidelity")
-    public = {n: s for n, s in (meta.get("public_scores") or {}).items() if n in (summary.get("candidates") or {})}
+    public = {n: dict(s) for n, s in (meta.get("public_scores") or {}).items() if n in (summary.get("candidates") or {})}
     if not fid and not public:
         return
     cands = summary["candidates"]
@@ -208,6 +208,14 @@ def add_fidelity(summary: dict[str, Any], run_dir: Path, meta: dict[str, Any]) -
             for a, b in itertools.combinations(cands, 2):
                 d = paired(verdicts.get(a, {}).get("original", {}), verdicts.get(b, {}).get("original", {}))
                 tests[(a, b)] = tests[(b, a)] = d
+    reference = (fid or {}).get("reference_name")
+    if reference and fid:
+        # the public-style set measured here, under this load: held against the domain like a public score
+        measured = {n: (c.get("by_variant") or {}).get("reference", {}).get("accuracy") for n, c in cands.items()}
+        label = f"{reference} (measured here)"
+        for n, value in measured.items():
+            if value is not None:
+                public.setdefault(n, {})[label] = 100.0 * value
     if public:
         domain = {n: _domain(cands[n], originals.get(n) if fid else None) for n in cands}
         section["public"] = public_vs_domain(public, domain, tests)

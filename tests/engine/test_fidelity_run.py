@@ -58,9 +58,12 @@ async def test_position_memory_shows_as_a_gap_and_public_scores_invert_exactly_o
             {"name": "half", "base_url": bases["half"] + "/v1", "model": "m", "stream": False,
              "public_scores": {"mmlu": 85.0, "agree": 50.0}},
         ],
-        "load": {"arrival": "constant", "rate_qps": 100, "requests": 2 * N, "seed": 5},
-        "fidelity": {"variants": ["original", "choices_shuffled"]},
+        "load": {"arrival": "constant", "rate_qps": 100, "requests": 2 * N + 20, "seed": 5},
+        "fidelity": {"variants": ["original", "choices_shuffled"], "reference_dataset": "public.jsonl",
+                     "reference_name": "mmlu-subset"},
     }
+    # a public-style set run in the same run (the same questions under other ids: the servers know them)
+    (tmp_path / "public.jsonl").write_text("".join(json.dumps({**q, "id": f"pub{i}"}) + "\n" for i, q in enumerate(QUESTIONS[:20])))
     (tmp_path / "s.yaml").write_text(json.dumps(scenario))
     result = await loadbench.run_async(tmp_path / "s.yaml", out=tmp_path / "runs")
     cands = result.summary["candidates"]
@@ -76,6 +79,12 @@ async def test_position_memory_shows_as_a_gap_and_public_scores_invert_exactly_o
     assert text["by_variant"]["original"]["accuracy"] == text["by_variant"]["choices_shuffled"]["accuracy"] == 1.0
     assert text["format_gap"]["difference"] == 0 and not text["format_gap"]["significant"]
     assert text["contamination"]["shuffle_drop"]["signal"] is False
+
+    # the public-style set, measured here: counted apart from the headline, held against the domain
+    assert cands["half"]["by_variant"]["reference"]["n"] == 20 and cands["half"]["by_variant"]["reference"]["accuracy"] == 0.5
+    assert cands["text"]["by_variant"]["reference"]["accuracy"] == 1.0 and cands["text"]["accuracy"]["n"] == N
+    measured = result.summary["fidelity"]["public"]["mmlu-subset (measured here)"]
+    assert measured["public"]["half"] == 50.0 and measured["inversions"] == []
 
     public = result.summary["fidelity"]["public"]
     significant = [i for i in public["mmlu"]["inversions"] if i["significant"]]
