@@ -21,7 +21,7 @@ import orjson
 from prometheus_client import CollectorRegistry
 
 from ..config.errors import ConfigError
-from ..config.files import write_json_atomic
+from ..config.files import write_atomic, write_json_atomic
 from ..config.server_metrics import metrics_url
 from ..config.slo_clauses import parse_clauses
 from ..drive.lanes import build_lanes, prewarm_lanes
@@ -45,10 +45,12 @@ from ..stats.validity import ValidityLimits
 from ..views.pages import write_run_reports
 from ..views.progress import ProgressView
 from ..views.prometheus import LoadbenchCollector, MetricsServer, RunState, push
+from .paraphrase import paraphrase_items
 from .scoring_thread import ScoringWorker
 from .setup import preflight, run_meta
 from .ticker import Ticker
 
+PARAPHRASER = "\x00paraphraser"  # a key no candidate can have (names are [A-Za-z0-9_.-])
 HANDOFF_S = 0.02  # how long finished records wait to be handed to the scoring thread as a batch
 WORKER_START_MARGIN_NS = 50_000_000  # workers start this far ahead, so the "go" reaches them in time
 
@@ -120,6 +122,7 @@ async def execute(
     metrics = metrics or MetricsOptions(port=None)
     async with contextlib.AsyncExitStack() as stack:
         base_urls, judge_settings = await _start_backends(stack, resolved, backends)
+        paraphrases = await paraphrase_items(resolved, base_urls.pop(PARAPHRASER, None), resolved.scenario_path)
         plan = build_plan(resolved.scenario, resolved.items, resolved.trace,
                           resolved.variants.base_of if resolved.variants is not None else None)
         pooled = workers > 1 or ray_address is not None
@@ -127,6 +130,8 @@ async def execute(
         lanes = await _connect(stack, resolved, base_urls, clock, pooled, warnings)
         out = _open(stack, resolved, out_root, plan, base_urls, judge_settings, metrics, quiet, progress, clock)
         _warn(out, warnings, quiet)
+        if paraphrases:  # what every candidate was sent under the paraphrase variant
+            write_atomic(out.run_dir / "paraphrases.jsonl", b"".join(orjson.dumps(r) + b"\n" for r in paraphrases))
         runner, hand_over = await _make_runner(stack, resolved, plan, lanes, base_urls, out, clock, workers, ray_address)
         view = None if quiet else (progress or ProgressView())
         outcome, cpu = await _drive(resolved, plan, runner, hand_over, lanes, out, clock, view, install_signal_handlers)
@@ -144,6 +149,9 @@ async def _start_backends(stack: contextlib.AsyncExitStack, resolved: Resolved,
               for c in scenario.candidates if c.sim is not None]
     if judge_cfg is not None and judge_cfg.sim is not None:
         wanted.append((judge_cfg.sim, {}, None))
+    para = scenario.fidelity.paraphrase if scenario.fidelity is not None else None
+    if para is not None and para.sim is not None:
+        wanted.append((para.sim, {}, None))
     started: list[Any] = []
     if wanted:
         if backends is None:
@@ -163,6 +171,8 @@ async def _start_backends(stack: contextlib.AsyncExitStack, resolved: Resolved,
     if judge_cfg is not None:
         judge_base = next(sims).base_url if judge_cfg.sim is not None else (judge_cfg.base_url or "")
         judge_settings = build_judge_settings(judge_cfg, judge_base, resolved.judge_secret)
+    if para is not None and para.sim is not None:
+        base_urls[PARAPHRASER] = next(sims).base_url  # taken out again before the lanes are built
     return base_urls, judge_settings
 
 

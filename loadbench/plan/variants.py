@@ -169,6 +169,33 @@ def masked_option(item: Item, rng: random.Random, fid: Fidelity) -> Item | None:
                     metadata={"hidden_option": hidden})
 
 
+@variant("paraphrase")
+def paraphrase(item: Item, rng: random.Random, fid: Fidelity) -> Item | None:
+    """The question in other words: the text comes from fidelity.paraphrase when the run starts
+    (once per item, the same for every candidate); until then it holds the source text."""
+    question = _question(item)
+    if question is None or item.is_session:
+        return None
+    answer = _mc_answer(item)
+    if answer is not None:
+        made = _mc(item, list(item.choices or []), answer, fid.mc_template, "paraphrase")
+    else:
+        made = _derived(item, "paraphrase")
+    made.metadata = {**made.metadata, "paraphrase_source": question}
+    return made
+
+
+def with_paraphrase(item: Item, text: str, fid: Fidelity) -> Item:
+    """A paraphrase variant's item with the rewritten question in place."""
+    if item.choices and "\nA. " in str(item.input):
+        new_input = fid.mc_template.format(question=text, options=render_options(list(item.choices)))
+    else:
+        new_input = text
+    made = item.model_copy(update={"input": new_input, "metadata": {**item.metadata, "paraphrased": True}})
+    made._line = item.line
+    return made
+
+
 def resolve_variant(name: str) -> VariantFn:
     if name in VARIANTS:
         return VARIANTS[name]

@@ -137,6 +137,9 @@ def _endpoints(scenario: Any) -> list[tuple[str, str, str | None]]:
     judge = scenario.scoring.judge
     if judge is not None:
         out.append(("scoring.judge", judge.base_url or "http://127.0.0.1/v1", judge.api_key_env))
+    para = scenario.fidelity.paraphrase if scenario.fidelity is not None else None
+    if para is not None:
+        out.append(("fidelity.paraphrase", para.base_url or "http://127.0.0.1/v1", para.api_key_env))
     return out
 
 

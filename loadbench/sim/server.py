@@ -33,7 +33,7 @@ from .model import (
     unit_draw,
     wrong_answer,
 )
-from .variants import Asked, find, parse
+from .variants import PARAPHRASED, Asked, find, paraphrase_reply, parse
 from .variants import answer as variant_answer
 
 
@@ -100,7 +100,8 @@ class SimState:
                 found = self.by_turn.get((users[0].strip(), last_user.strip()))
                 if found is not None:
                     return found[0], prompt_all, found[1]
-            return self.by_prompt.get(last_user.strip()), prompt_all, 0
+            found = self.by_prompt.get(last_user.strip()) or self.by_prompt.get(last_user.strip().removeprefix(PARAPHRASED))
+            return found, prompt_all, 0
         prompt = str(body.get("prompt") or "")
         return self.by_prompt.get(prompt.strip()), prompt, 0
 
@@ -147,7 +148,7 @@ class SimState:
                 item = found
         prompt_tokens = count_sim_tokens(prompt)
         cached = min(self.cached_prefix_tokens(prompt), prompt_tokens)
-        graded = judge_reply(prompt, self.profile, self.seed) if item is None else None
+        graded = judge_reply(prompt, self.profile, self.seed) or paraphrase_reply(prompt) if item is None else None
         if graded is not None:
             return Reply(split_tokens(graded), None, "stop", prompt_tokens, cached)
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import orjson
 
 from ..config.dataset import Item
+from ..config.fidelity import PARAPHRASE_PROMPT
 from ..config.profiles import Profile
 from ..plan.variants import LETTERS, correct_index
 from .model import unit_draw
@@ -39,8 +40,21 @@ def parse(text: str) -> Asked | None:
     return None
 
 
+PARAPHRASED = "Put another way: "  # how the simulated paraphraser rewrites a question
+
+
+def paraphrase_reply(prompt: str) -> str | None:
+    """The simulated paraphraser: a request in the shape of loadbench's paraphrase prompt gets the
+    question back reworded (a prefix the simulated candidates know to read past)."""
+    head = PARAPHRASE_PROMPT.split("{text}")[0]
+    if not prompt.startswith(head):
+        return None
+    return PARAPHRASED + prompt[len(head):].strip()
+
+
 def find(question: str, by_prompt: dict[str, Item], cache: dict[str, Item | None]) -> Item | None:
     """The item a question belongs to; a close match when noise changed its letters or spaces."""
+    question = question.removeprefix(PARAPHRASED)
     item = by_prompt.get(question.strip())
     if item is not None:
         return item

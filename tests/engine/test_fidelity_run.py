@@ -94,3 +94,37 @@ async def test_position_memory_shows_as_a_gap_and_public_scores_invert_exactly_o
     # the same run's report says so
     html = (result.run_dir / "report.html").read_text()
     assert "Does the public benchmark predict your traffic?" in html and "INVERSION: mmlu puts half ahead" in html
+
+
+def test_paraphrases_are_asked_once_and_every_candidate_gets_the_same_text(tmp_path):
+    items = [{"id": "p1", "input": "Which plan includes phone support?", "choices": ["Free", "Team", "Business"], "target": "C"},
+             {"id": "p2", "input": "Say hello.", "target": "hello"}]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items))
+    scenario = {"name": "para", "dataset": "d.jsonl",
+                "candidates": [{"name": "a", "sim": "instant"}, {"name": "b", "sim": "instant"}],
+                "load": {"arrival": "constant", "rate_qps": 50, "requests": 4, "seed": 1},
+                "fidelity": {"variants": ["original", "paraphrase"], "paraphrase": {"sim": "judge"}}}
+    (tmp_path / "s.yaml").write_text(json.dumps(scenario))
+    result = loadbench.run(tmp_path / "s.yaml", out=tmp_path / "runs")
+    rows = [json.loads(line) for line in (result.run_dir / "paraphrases.jsonl").read_text().splitlines()]
+    assert [r["item_id"] for r in rows] == ["p1", "p2"] and all(r["paraphrase"] != r["source"] for r in rows)
+    for cand in ("a", "b"):
+        v = result.summary["candidates"][cand]["by_variant"]["paraphrase"]
+        assert v["n"] == 2 and v["accuracy"] == 1.0  # the simulated candidates read the reworded questions
+
+    # a paraphraser that cannot be reached stops the run before any traffic, naming the items
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    scenario["fidelity"]["paraphrase"] = {"base_url": f"http://127.0.0.1:{port}/v1", "model": "p", "timeout_s": 2}
+    (tmp_path / "s.yaml").write_text(json.dumps(scenario))
+    try:
+        loadbench.run(tmp_path / "s.yaml", out=tmp_path / "runs2")
+    except loadbench.ConfigError as err:
+        text = str(err)
+        assert "fidelity.paraphrase" in text and "item p1" in text and "connection refused" in text
+    else:
+        raise AssertionError("a failing paraphraser must stop the run")
+    assert not (tmp_path / "runs2").exists()
