@@ -40,7 +40,7 @@ def fidelity_lines(summary: dict[str, Any]) -> list[str]:
         for signal in ("shuffle_drop", "masked_option_match"):
             e = (c.get("contamination") or {}).get(signal)
             if e:
-                lines.append(f"    {'SIGNAL' if e['signal'] else 'no signal'} ({signal.replace('_', ' ')}): "
+                lines.append(f"    {name}: {'SIGNAL' if e['signal'] else 'no signal'} ({signal.replace('_', ' ')}): "
                              f"{e['verdict'].split(': ', 1)[-1]}")
     for flip in fid.get("ranking_flips") or []:
         lines.append(f"  ranking flips between variants: {flip['text']}")
