@@ -60,6 +60,14 @@ def percentile_verdict(n: int, at_or_below: int, q: float, good_if_below: bool, 
     return INCONCLUSIVE
 
 
+def nearest_rank(values: list[float], q: float) -> float | None:
+    """The q-quantile of a few raw values by the nearest-rank rule (NaNs ignored); None when empty."""
+    clean = sorted(v for v in values if not math.isnan(v))
+    if not clean:
+        return None
+    return clean[max(0, math.ceil(q * len(clean)) - 1)]
+
+
 def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float] | None:
     if n <= 0:
         return None

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..pacing.results_log import iter_results
+from .confidence import nearest_rank
 from .proportions import paired_difference, wilson
 
 ALPHA = 0.05
@@ -32,13 +33,6 @@ def collect(run_dir: Path, variant_of: list[str], base_of: list[int]) -> Verdict
     return out
 
 
-def _percentile(values: list[float], q: float) -> float | None:
-    clean = sorted(v for v in values if not math.isnan(v))
-    if not clean:
-        return None
-    return clean[max(0, math.ceil(q * len(clean)) - 1)]
-
-
 def by_variant(verdicts: dict[str, dict[tuple[int, int], tuple[int, float]]], skipped: dict[str, int]) -> dict[str, Any]:
     out = {}
     for name in skipped:
@@ -47,7 +41,7 @@ def by_variant(verdicts: dict[str, dict[tuple[int, int], tuple[int, float]]], sk
         value, low, high = wilson(passed, len(cells))
         lat = [t for _, t in cells.values()]
         out[name] = {"accuracy": value, "ci_low": low, "ci_high": high, "n": len(cells), "pass": passed,
-                     "latency_p50_s": _percentile(lat, 0.5), "latency_p95_s": _percentile(lat, 0.95),
+                     "latency_p50_s": nearest_rank(lat, 0.5), "latency_p95_s": nearest_rank(lat, 0.95),
                      "items_skipped": skipped.get(name, 0)}
     return out
 

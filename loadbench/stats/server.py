@@ -12,6 +12,8 @@ from typing import Any
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
+from .confidence import nearest_rank
+
 MAX_SERIES = 5000  # per scrape: more is not a model server's /metrics, and is cut (counted)
 
 # role -> sample names that play it, first found wins.  Gauges: running, waiting, kv_usage (a ratio
@@ -264,6 +266,8 @@ def summarize_server(lines: list[dict[str, Any]], url: str, preset_hint: str | N
         "window_s": [ok[0]["t_s"], ok[-1]["t_s"]] if ok else None,
         "counters": {}, "gauges": {}, "histograms": {}, "roles": {}, "reconciliation": {}, "caveats": [],
     }
+    per_scrape = [(line["t_s"], role_gauges(line["samples"], preset)) for line in ok]  # once per scrape
+    out["timeline"] = _timeline(per_scrape)
     if len(ok) < 2:
         out["caveats"].append("fewer than two good scrapes: no deltas over the run"
                               + (f" (failures: {', '.join(f'{k} x{v}' for k, v in failures.items())})" if failures else ""))
@@ -273,7 +277,7 @@ def summarize_server(lines: list[dict[str, Any]], url: str, preset_hint: str | N
     out["histograms"] = _histograms(ok[0]["samples"], ok[-1]["samples"], kinds)
     roles: dict[str, Any] = {}
     for role in GAUGE_ROLES:
-        values = [g[role] for g in (role_gauges(line["samples"], preset) for line in ok) if role in g]
+        values = [g[role] for _, g in per_scrape if role in g]
         if values:
             roles[role] = {"min": min(values), "mean": sum(values) / len(values), "max": max(values)}
     out["roles"] = roles
@@ -331,9 +335,9 @@ def _thin(points: list[Any]) -> list[Any]:
     return points[::step]
 
 
-def server_timeline(lines: list[dict[str, Any]], preset: str) -> dict[str, list[Any]]:
+def _timeline(per_scrape: list[tuple[float, dict[str, float]]]) -> dict[str, list[Any]]:
     """running / waiting / kv_usage at each good scrape, thinned for a chart."""
-    points = _thin([(line["t_s"], role_gauges(line["samples"], preset)) for line in lines if line.get("ok")])
+    points = _thin(per_scrape)
     out: dict[str, list[Any]] = {"t_s": [round(t, 3) for t, _ in points]}
     for role in GAUGE_ROLES:
         if any(role in g for _, g in points):
@@ -357,9 +361,7 @@ def client_p95_timeline(run_dir: Path, names: set[str], bucket_s: float) -> dict
     for name, by_bucket in buckets.items():
         points = []
         for index in sorted(by_bucket):
-            values = sorted(by_bucket[index])
-            rank = max(0, math.ceil(0.95 * len(values)) - 1)
-            points.append(((index + 0.5) * bucket_s, values[rank]))
+            points.append(((index + 0.5) * bucket_s, nearest_rank(by_bucket[index], 0.95)))
         out[name] = _thin(points)
     return out
 
@@ -380,7 +382,6 @@ def add_server_side(summary: dict[str, Any], run_dir: Path, meta: dict[str, Any]
     for name in scraped:
         cand, config = summary["candidates"][name], configs[name]
         server = summarize_server(scrapes.get(name, []), config.get("url") or "", config.get("preset"), client_tally(cand))
-        server["timeline"] = server_timeline(scrapes.get(name, []), server["preset"])
         server["timeline"]["client_p95_s"] = [[round(t, 3), v] for t, v in client.get(name, [])]
         cand["server"] = server
         notes += [f"{name}: {c}" for c in server["caveats"] if "counted" in c]

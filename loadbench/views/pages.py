@@ -177,6 +177,7 @@ def run_html(summary: dict[str, Any], data: ReportData | None = None) -> str:
     data = data or ReportData([], 0, [], 0, {}, float((summary.get("window") or {}).get("warmup_s") or 0.0))
     bucket = next((tl.bucket_s for tl in data.timelines.values()), 1.0)
     server = "".join(server_html(summary, _html_table))
+    fid_headers, fid_rows = variant_rows(summary)
     return ENV.get_template("run.html.j2").render(
         s=summary, css=Markup(CSS), arrival=_arrival_text(summary), names=list(cands),
         rows=comparison_rows(summary), sessions=session_tables(summary), decision=summary.get("decision") or {"reasons": [], "caveats": []},
@@ -188,8 +189,7 @@ def run_html(summary: dict[str, Any], data: ReportData | None = None) -> str:
         error_charts=[Markup(c) for c in error_charts(summary)], server=Markup(server), data=data, facets=_facets(data),
         footer=f"{summary.get('mode')}, {_arrival_text(summary)}, warm-up {(summary.get('load') or {}).get('warmup_s')} s excluded; "
                "latency is measured from the intended send time.",
-        script=Markup(SCRIPT), fidelity_lines=fidelity_lines(summary), fid_headers=variant_rows(summary)[0],
-        fid_rows=variant_rows(summary)[1])
+        script=Markup(SCRIPT), fidelity_lines=fidelity_lines(summary), fid_headers=fid_headers, fid_rows=fid_rows)
 
 
 def _acc(group: dict[str, Any] | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -74,12 +75,10 @@ def llama_server(slots: int = 8, ctx: int = 8192) -> Iterator[str]:
         while True:
             if proc.poll() is not None:
                 raise AssertionError(f"llama-server exited with {proc.returncode}; log: {log.name}")
-            try:
+            with contextlib.suppress(OSError):  # not listening yet, or loading the model (503): ask again
                 with urllib.request.urlopen(base + "/health", timeout=1) as resp:
                     if resp.status == 200:
                         break
-            except OSError:
-                pass
             if time.monotonic() > deadline:
                 raise AssertionError(f"llama-server did not become healthy in 60 s; log: {log.name}")
             time.sleep(0.2)
