@@ -179,3 +179,20 @@ def test_sweep_report_renders_in_chromium(tmp_path):
     stderr = screenshot(html, tmp_path / "sweep.png", tmp_path, "1100,1800")
     assert not [line for line in stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert colourful_pixels(tmp_path / "sweep.png") > 1000
+
+
+def test_a_hostile_response_is_text_in_the_drill_down(demo_run):
+    """A candidate's answer is data: markup in it is escaped, never run (autoescaping templates)."""
+    import json
+
+    from loadbench.views.pages import run_html
+    from loadbench.views.report_data import FailedRow, ReportData
+
+    summary = json.loads((demo_run / "summary.json").read_text())
+    evil = '<img src=x onerror="alert(1)"></td><script>alert(2)</script>'
+    row = FailedRow("small-fast", 'id"><b>x', 0, 0, "fail", ['t"><i>'],
+                    [{"name": "match", "status": "fail", "error_class": "match.mismatch", "explanation": evil}], evil, evil, 0.1, 0.0)
+    html = run_html(summary, ReportData([row], 1, [], 0, {}, 0.0))
+    assert "<script>alert(2)" not in html and "<img src=x" not in html and 'id"><b>' not in html
+    assert "&lt;script&gt;alert(2)&lt;/script&gt;" in html
+    assert html.count("<script>") == 1  # only the page's own
